@@ -123,6 +123,9 @@ struct config {
 	char *retry_schedule; /* "5m,10m,..." validated at load */
 	uint64_t max_mx_addresses;
 	int paused;           /* deliver nothing (benchmarks, maintenance) */
+	char *tls_ca_file;    /* CA bundle for tls = verify; NULL = system */
+	char *providers_file; /* provider table (MX suffix -> provider) */
+	uint64_t max_inflight_rcpts; /* recipients the scheduler holds in RAM */
 	/* [admin] */
 	char *admin_listen;
 	char *admin_token_file;
