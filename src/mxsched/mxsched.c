@@ -1,0 +1,535 @@
+/*
+ * mxsched.c - the scheduler's spine: claim due recipients from the store in
+ * bounded pages, resolve their domains, hand them to their sites, and
+ * record every outcome durably (batched) and in the delivery log.
+ * Runs on the daemon's event loop; never blocks on a sync or on DNS.
+ */
+#include "mxsched/mxsched_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define CLAIM_PAGE 1000          /* recipients per claim call */
+#define CLAIM_PAGES_PER_TICK 8   /* bound on the work of one tick */
+#define TICK_MS 100
+
+/* outcomes collected during one callback, written in one store round; the
+ * delivery-log lines go out once the round is durable */
+struct pending_out {
+	struct mxsched *s;
+	struct queue_outcome *o;
+	size_t n, cap;
+	char **strs;                /* strings the outcomes point to */
+	size_t nstr, capstr;
+	char *log;                  /* delivery log lines */
+	size_t loglen, logcap;
+};
+
+uint32_t
+sched_random(struct mxsched *s)
+{
+	/* xorshift32: jitter and shuffles, not security */
+	uint32_t x = s->rng;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return s->rng = x;
+}
+
+static struct pending_out *
+out_get(struct mxsched *s)
+{
+	if (s->out == NULL) {
+		s->out = xcalloc(1, sizeof(*s->out));
+		s->out->s = s;
+	}
+	return s->out;
+}
+
+static const char *
+out_str(struct pending_out *p, const char *v)
+{
+	if (v == NULL)
+		return NULL;
+	if (p->nstr == p->capstr) {
+		p->capstr = p->capstr ? p->capstr * 2 : 64;
+		p->strs = xrealloc(p->strs, p->capstr * sizeof(char *));
+	}
+	return p->strs[p->nstr++] = xstrdup(v);
+}
+
+static void
+out_free(struct pending_out *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->nstr; i++)
+		free(p->strs[i]);
+	free(p->strs);
+	free(p->o);
+	free(p->log);
+	free(p);
+}
+
+static void
+msg_unref(struct mxsched *s, struct qmsg *m)
+{
+	if (--m->refs > 0)
+		return;
+	smap_del(&s->msgs, m->idtext);
+	queue_envelope_free(m->env);
+	free(m);
+}
+
+void
+sched_rcpt_free(struct mxsched *s, struct rcpt *r)
+{
+	msg_unref(s, r->msg);
+	free(r->address);
+	free(r->domain);
+	free(r->orcpt);
+	free(r);
+	s->in_memory--;
+}
+
+static const char *const kind_event[] = {
+	[QUEUE_OUT_DELIVERED] = "Delivery",
+	[QUEUE_OUT_DEFERRED] = "TransientFailure",
+	[QUEUE_OUT_BOUNCED] = "Bounce",
+	[QUEUE_OUT_EXPIRED] = "Expiration",
+	[QUEUE_OUT_DELETED] = "AdminAction",
+	[QUEUE_OUT_RELEASE] = NULL,
+	[QUEUE_OUT_REDEFER] = "Suspended",
+};
+
+/* log_line - render one delivery-log line into the pending round */
+static void
+log_line(struct pending_out *p, const char *event, struct rcpt *r,
+         const struct site *site, const char *mx_host, const char *mx_addr,
+         const char *tls, int code, const char *enhanced, const char *text,
+         uint64_t next_ms)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	dlog_write(f, event, r->msg, r, site, mx_host, mx_addr, tls, code,
+	           enhanced, text, next_ms);
+	fclose(f);
+	if (p->loglen + len + 1 > p->logcap) {
+		p->logcap = (p->loglen + len + 1) * 2;
+		p->log = xrealloc(p->log, p->logcap);
+	}
+	memcpy(p->log + p->loglen, buf, len);
+	p->loglen += len;
+	p->log[p->loglen] = '\0';
+	free(buf);
+}
+
+void
+sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
+              uint64_t next_ms, int code, const char *enhanced,
+              const char *text, const struct site *site, const char *mx_host,
+              const char *mx_addr, const char *tls)
+{
+	struct pending_out *p = out_get(s);
+	struct queue_outcome *o;
+
+	if (p->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 64;
+		p->o = xrealloc(p->o, p->cap * sizeof(*p->o));
+	}
+	o = &p->o[p->n++];
+	memset(o, 0, sizeof(*o));
+	o->msgid = r->msg->id;
+	o->idx = r->idx;
+	o->kind = kind;
+	o->next_ms = next_ms;
+	o->reply.code = code;
+	o->reply.enhanced = out_str(p, enhanced && *enhanced ? enhanced : NULL);
+	o->reply.text = out_str(p, text);
+	o->reply.mx = out_str(p, mx_host);
+	if (kind_event[kind])
+		log_line(p, kind_event[kind], r, site, mx_host, mx_addr, tls, code,
+		         enhanced, text, next_ms);
+	sched_rcpt_free(s, r);
+}
+
+void
+sched_defer(struct mxsched *s, struct rcpt *r, int code, const char *enhanced,
+            const char *text, const struct site *site, const char *mx_host,
+            const char *mx_addr, const char *tls)
+{
+	const struct queue_envelope *env = r->msg->env;
+	uint64_t now = now_ms();
+	uint64_t next = mxsched_retry_next(&s->retry, r->attempts + 1, now,
+	                                   env->submit_ms, s->cfg->queue_lifetime_ms,
+	                                   sched_random(s));
+
+	if (next == 0) {
+		sched_outcome(s, r, QUEUE_OUT_EXPIRED, 0, code, enhanced, text, site,
+		              mx_host, mx_addr, tls);
+		return;
+	}
+	sched_outcome(s, r, QUEUE_OUT_DEFERRED, next, code, enhanced, text, site,
+	              mx_host, mx_addr, tls);
+}
+
+/* sched_on_written - a round of outcomes is durable: log it */
+static void
+sched_on_written(void *arg, enum queue_status st)
+{
+	struct pending_out *p = arg;
+	struct mxsched *s = p->s;
+
+	s->busy_writes--;
+	if (st != QUEUE_OK) {
+		/* the recipients stay in flight in the store and are retried
+		 * after a restart; say so rather than log outcomes not kept */
+		log_warnx("-", "store: %zu outcomes not written (%s); their recipients "
+		          "will be retried", p->n, queue_status_to_text(st));
+	} else if (s->dlog && p->loglen) {
+		fwrite(p->log, 1, p->loglen, s->dlog);
+		fflush(s->dlog);
+	}
+	out_free(p);
+}
+
+void
+sched_flush(struct mxsched *s)
+{
+	struct pending_out *p = s->out;
+
+	if (p == NULL || p->n == 0)
+		return;
+	s->out = NULL;
+	s->busy_writes++;
+	queue_outcomes(s->q, p->o, p->n, sched_on_written, p);
+}
+
+/* ---- claiming and resolving ---- */
+
+static void sched_on_resolved(void *arg, const struct resolve_result *res);
+
+/* msg_get - the in-memory message of a claimed recipient, or NULL if it
+ * vanished (deleted by an admin meanwhile) */
+static struct qmsg *
+msg_get(struct mxsched *s, queue_msgid id)
+{
+	char idtext[QUEUE_ID_TEXT_LEN];
+	struct qmsg *m;
+
+	queue_id_to_text(id, idtext);
+	if ((m = smap_get(&s->msgs, idtext)) != NULL)
+		return m;
+	m = xcalloc(1, sizeof(*m));
+	m->id = id;
+	memcpy(m->idtext, idtext, sizeof(idtext));
+	if ((m->env = queue_envelope_get(s->q, id)) == NULL) {
+		free(m);
+		return NULL;
+	}
+	smap_put(&s->msgs, idtext, m);
+	return m;
+}
+
+/* sched_take - one claimed recipient: expire it, or wait for its domain */
+static void
+sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
+{
+	struct qmsg *m = msg_get(s, qr->msgid);
+	struct domwait *w;
+	struct rcpt *r;
+
+	if (m == NULL)
+		return;
+	r = xcalloc(1, sizeof(*r));
+	r->msg = m;
+	m->refs++;
+	s->in_memory++;
+	r->idx = qr->idx;
+	r->address = xstrdup(qr->address);
+	r->domain = xstrdup(qr->domain ? qr->domain : "");
+	r->orcpt = qr->orcpt ? xstrdup(qr->orcpt) : NULL;
+	r->notify = qr->notify;
+	r->attempts = qr->attempts;
+	r->first_ms = qr->first_attempt_ms;
+	if (now >= m->env->submit_ms + s->cfg->queue_lifetime_ms) {
+		sched_outcome(s, r, QUEUE_OUT_EXPIRED, 0, qr->last_code,
+		              qr->last_enhanced, qr->last_text ? qr->last_text :
+		              "queue lifetime exceeded", NULL, qr->last_mx, NULL, NULL);
+		return;
+	}
+	if ((w = smap_get(&s->waits, r->domain)) == NULL) {
+		w = xcalloc(1, sizeof(*w));
+		w->domain = xstrdup(r->domain);
+		w->s = s;
+		TAILQ_INIT(&w->rcpts);
+		smap_put(&s->waits, w->domain, w);
+		TAILQ_INSERT_TAIL(&w->rcpts, r, link);
+		w->n++;
+		w->req = resolve_domain(s->res, w->domain, sched_on_resolved, w);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&w->rcpts, r, link);
+	w->n++;
+}
+
+/* sched_claim - pull due recipients while memory allows */
+static void
+sched_claim(struct mxsched *s)
+{
+	uint64_t cap = s->cfg->max_inflight_rcpts, now = now_ms();
+	struct queue_rcpt *qr;
+	int pages, n, i;
+
+	if (s->stopping || s->cfg->paused)
+		return;
+	for (pages = 0; pages < CLAIM_PAGES_PER_TICK && s->in_memory < cap; pages++) {
+		size_t want = cap - s->in_memory < CLAIM_PAGE ? cap - s->in_memory : CLAIM_PAGE;
+		if ((n = queue_due_claim(s->q, now, want, &qr)) <= 0) {
+			if (n < 0)
+				log_warnx("-", "store: cannot read the due index");
+			break;
+		}
+		for (i = 0; i < n; i++)
+			sched_take(s, &qr[i], now);
+		queue_rcpts_free(qr, (size_t)n);
+		if ((size_t)n < want)
+			break;
+	}
+	sched_flush(s);
+}
+
+/* sched_resolved_ok - hand the domain's recipients to its site */
+static void
+sched_resolved_ok(struct mxsched *s, struct domwait *w,
+                  const struct resolve_result *res)
+{
+	struct site *site = site_get(s, res);
+	uint64_t now = now_ms();
+	struct rcpt *r;
+
+	while ((r = TAILQ_FIRST(&w->rcpts)) != NULL) {
+		TAILQ_REMOVE(&w->rcpts, r, link);
+		if (site_suspended(site, now))
+			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until, 0,
+			              NULL, site->reason, site, NULL, NULL, NULL);
+		else
+			site_enqueue(site, r);
+	}
+	site_pump(site);
+}
+
+static void
+sched_on_resolved(void *arg, const struct resolve_result *res)
+{
+	struct domwait *w = arg;
+	struct mxsched *s = w->s;
+	struct rcpt *r;
+
+	smap_del(&s->waits, w->domain);
+	if (res->status == RESOLVE_OK) {
+		sched_resolved_ok(s, w, res);
+	} else {
+		while ((r = TAILQ_FIRST(&w->rcpts)) != NULL) {
+			TAILQ_REMOVE(&w->rcpts, r, link);
+			if (res->status == RESOLVE_PERM)
+				sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, res->code,
+				              res->enhanced, res->reason, NULL, NULL, NULL, NULL);
+			else
+				sched_defer(s, r, res->code, res->enhanced, res->reason,
+				            NULL, NULL, NULL, NULL);
+		}
+	}
+	free(w->domain);
+	free(w);
+	sched_flush(s);
+}
+
+static void
+sched_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sched_claim(arg);
+}
+
+void
+mxsched_kick(struct mxsched *s)
+{
+	sched_claim(s);
+}
+
+/* ---- lifecycle ---- */
+
+static int
+sched_setup_parts(struct mxsched *s, char *err, size_t errlen)
+{
+	const struct config *c = s->cfg;
+	struct dns_options dopt = { .servers = c->dns_servers,
+	                            .timeout_ms = c->dns_timeout_ms };
+	struct resolve_options ropt = { .min_ttl_ms = c->dns_min_ttl_ms,
+	                                .max_ttl_ms = c->dns_max_ttl_ms,
+	                                .negative_ttl_ms = c->dns_negative_ttl_ms };
+	char why[512];
+
+	if ((s->dns = dns_new(s->base, &dopt, err, errlen)) == NULL)
+		return -1;
+	s->res = resolver_new(s->base, s->dns, &ropt);
+	if (mxsched_retry_parse(c->retry_schedule, &s->retry) < 0) {
+		snprintf(err, errlen, "[delivery] retry_schedule: bad value");
+		return -1;
+	}
+	if (smtpc_netlist_parse(c->allow_private_destinations, &s->allow_private,
+	                        why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "[delivery] allow_private_destinations: %s", why);
+		return -1;
+	}
+	if ((s->tls = smtpc_tls_new(c->tls_ca_file, why, sizeof(why))) == NULL) {
+		snprintf(err, errlen, "TLS client context: %s", why);
+		return -1;
+	}
+	if (c->providers_file && access(c->providers_file, R_OK) == 0) {
+		s->providers = provider_table_load(c->providers_file, err, errlen);
+		if (s->providers == NULL)
+			return -1;
+	} else {
+		log_warnx("-", "provider table %s not readable: no provider shapes",
+		          c->providers_file ? c->providers_file : "(none)");
+	}
+	return 0;
+}
+
+struct mxsched *
+mxsched_new(struct event_base *base, const struct config *cfg, struct queue *q,
+            char *err, size_t errlen)
+{
+	struct mxsched *s = xcalloc(1, sizeof(*s));
+	struct timeval tv = { 0, TICK_MS * 1000 };
+
+	s->base = base;
+	s->cfg = cfg;
+	s->q = q;
+	s->rng = (uint32_t)(now_ms() ^ (uint64_t)getpid()) | 1u;
+	smap_init(&s->msgs);
+	smap_init(&s->waits);
+	smap_init(&s->sites);
+	smap_init(&s->msets);
+	if (cfg->hostname)
+		snprintf(s->ehlo, sizeof(s->ehlo), "%s", cfg->hostname);
+	else if (gethostname(s->ehlo, sizeof(s->ehlo)) < 0 || s->ehlo[0] == '\0')
+		snprintf(s->ehlo, sizeof(s->ehlo), "localhost");
+	if (sched_setup_parts(s, err, errlen) < 0)
+		goto fail;
+	if (cfg->delivery_log && (s->dlog = dlog_open(cfg->delivery_log)) == NULL) {
+		snprintf(err, errlen, "cannot open delivery log %s", cfg->delivery_log);
+		goto fail;
+	}
+	s->tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
+	event_add(s->tick, &tv);
+	if (cfg->paused)
+		log_info("-", "delivery paused ([delivery] paused = yes)");
+	return s;
+fail:
+	mxsched_free(s);
+	return NULL;
+}
+
+static void
+site_stop_cb(void *val, void *arg)
+{
+	(void)arg;
+	site_stop(val);
+}
+
+void
+mxsched_stop(struct mxsched *s)
+{
+	if (s == NULL)
+		return;
+	s->stopping = 1;
+	smap_each(&s->sites, site_stop_cb, NULL);
+}
+
+static void
+site_busy_cb(void *val, void *arg)
+{
+	if (site_busy(val))
+		*(int *)arg = 1;
+}
+
+int
+mxsched_busy(const struct mxsched *s)
+{
+	int busy = s->busy_writes > 0;
+
+	smap_each(&s->sites, site_busy_cb, &busy);
+	return busy;
+}
+
+static void
+wait_free(void *val)
+{
+	struct domwait *w = val;
+	struct rcpt *r;
+
+	resolve_cancel(w->req);
+	while ((r = TAILQ_FIRST(&w->rcpts)) != NULL) {
+		TAILQ_REMOVE(&w->rcpts, r, link);
+		sched_rcpt_free(w->s, r);
+	}
+	free(w->domain);
+	free(w);
+}
+
+static void
+site_free_cb(void *val)
+{
+	site_free(val);
+}
+
+void
+mxsched_free(struct mxsched *s)
+{
+	if (s == NULL)
+		return;
+	if (s->tick)
+		event_free(s->tick);
+	/* recipients still held are in flight in the store: due again at the
+	 * next start; nothing to write for them now */
+	smap_clear(&s->waits, wait_free);
+	smap_clear(&s->sites, site_free_cb);
+	smap_clear(&s->msets, NULL);
+	if (s->out)
+		out_free(s->out);
+	smap_clear(&s->msgs, NULL);
+	resolver_free(s->res);
+	dns_free(s->dns);
+	provider_table_free(s->providers);
+	smtpc_tls_free(s->tls);
+	smtpc_netlist_free(s->allow_private);
+	mxsched_retry_free(&s->retry);
+	if (s->dlog)
+		fclose(s->dlog);
+	free(s);
+}
+
+void
+mxsched_reopen_logs(struct mxsched *s)
+{
+	FILE *f;
+
+	if (s->cfg->delivery_log == NULL)
+		return;
+	if ((f = dlog_open(s->cfg->delivery_log)) == NULL) {
+		log_warn("-", "cannot reopen delivery log %s", s->cfg->delivery_log);
+		return;
+	}
+	if (s->dlog)
+		fclose(s->dlog);
+	s->dlog = f;
+}

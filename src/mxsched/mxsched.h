@@ -1,0 +1,68 @@
+/*
+ * mxsched.h - the MX-batching scheduler, public header of src/mxsched.
+ *
+ * The scheduler pulls due recipients from the store in bounded pages,
+ * resolves their domains (c-ares, cached), groups them by site (the MX host
+ * set), cuts batches of one message x one site x up to the site's recipient
+ * limit, and hands them to per-site connection pools of the SMTP client.
+ * Each recipient's outcome goes back to the store durably and to the
+ * delivery log. Runs entirely on the daemon's event loop.
+ */
+#ifndef MXB_MXSCHED_H
+#define MXB_MXSCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct config;
+struct queue;
+struct mxsched;
+
+/* Start scheduling on base. NULL on error, with the reason in err. */
+struct mxsched *mxsched_new(struct event_base *base, const struct config *cfg,
+                            struct queue *q, char *err, size_t errlen);
+/* Graceful stop: claim nothing new, open no connection, let transactions in
+ * flight finish; mxsched_busy() turns 0 once none is left. */
+void mxsched_stop(struct mxsched *s);
+int mxsched_busy(const struct mxsched *s);
+void mxsched_free(struct mxsched *s);
+/* SIGHUP: reopen the delivery log. */
+void mxsched_reopen_logs(struct mxsched *s);
+/* Look at the store now (a submission just committed new recipients). */
+void mxsched_kick(struct mxsched *s);
+
+/* ---- retry and backoff arithmetic (pure; mxsched_backoff.c) ---- */
+
+struct mxsched_retry {
+	uint64_t *delays_ms;   /* [delivery] retry_schedule */
+	size_t n;
+	unsigned jitter_pct;   /* +/- this percentage, 0..50 */
+};
+
+/* "5m,10m,1h" -> schedule. 0 ok, -1 bad. */
+int mxsched_retry_parse(const char *spec, struct mxsched_retry *out);
+void mxsched_retry_free(struct mxsched_retry *r);
+/* Delay before attempt number attempts+1 (attempts >= 1 made so far); the
+ * last step repeats. rnd is a uniform random 32-bit value (for jitter). */
+uint64_t mxsched_retry_delay(const struct mxsched_retry *r, unsigned attempts,
+                             uint32_t rnd);
+/* Next attempt time for a deferred recipient, or 0 when it must expire
+ * (the next attempt would fall after submit_ms + lifetime_ms). */
+uint64_t mxsched_retry_next(const struct mxsched_retry *r, unsigned attempts,
+                            uint64_t now, uint64_t submit_ms,
+                            uint64_t lifetime_ms, uint32_t rnd);
+/* Site suspension: base * 2^(level-1), capped. level >= 1. */
+uint64_t mxsched_backoff_delay(uint64_t base_ms, uint64_t cap_ms,
+                               unsigned level);
+
+/* ---- what a reply means for the site (until src/bounce classifies) ---- */
+enum mxsched_signal {
+	MXSCHED_SIG_NONE = 0,     /* recipient-level, or success */
+	MXSCHED_SIG_CONNECTION,   /* connection pressure: fewer connections */
+	MXSCHED_SIG_REPUTATION,   /* rate / reputation: suspend the site */
+};
+enum mxsched_signal mxsched_reply_signal(int code, const char *enhanced,
+                                         const char *text);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * mxsched_dlog.c - the delivery log: one JSON object per line per event
+ * (Delivery, TransientFailure, Bounce, Expiration, Suspended), written
+ * once the outcome is durable in the store. Reopened on SIGHUP.
+ * The format is documented in docs/delivery-log.md.
+ */
+#include "mxsched/mxsched_internal.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+FILE *
+dlog_open(const char *path)
+{
+	return fopen(path, "a");
+}
+
+static void
+set_str(json_t *o, const char *k, const char *v)
+{
+	if (v && *v)
+		json_object_set_new(o, k, json_string(v));
+}
+
+void
+dlog_write(FILE *f, const char *event, const struct qmsg *m,
+           const struct rcpt *r, const struct site *site,
+           const char *mx_host, const char *mx_addr, const char *tls,
+           int code, const char *enhanced, const char *text, uint64_t next_ms)
+{
+	const struct queue_envelope *env = m->env;
+	json_t *o = json_object();
+	uint64_t now = now_ms();
+	char *line;
+
+	json_object_set_new(o, "time", json_real((double)now / 1000.0));
+	json_object_set_new(o, "event", json_string(event));
+	json_object_set_new(o, "id", json_string(m->idtext));
+	set_str(o, "sender", env->sender);
+	json_object_set_new(o, "recipient", json_string(r->address));
+	set_str(o, "tenant", env->tenant);
+	set_str(o, "envid", env->envid);
+	if (site)
+		json_object_set_new(o, "site", json_string(site->key));
+	set_str(o, "mx", mx_host);
+	set_str(o, "mx_addr", mx_addr);
+	set_str(o, "tls", tls);
+	if (code)
+		json_object_set_new(o, "code", json_integer(code));
+	set_str(o, "enhanced", enhanced);
+	set_str(o, "reply", text);
+	json_object_set_new(o, "attempt", json_integer(r->attempts + 1));
+	json_object_set_new(o, "queue_time_ms",
+	                    json_integer((json_int_t)(now - env->submit_ms)));
+	json_object_set_new(o, "size", json_integer((json_int_t)env->size));
+	if (next_ms)
+		json_object_set_new(o, "next_attempt", json_real((double)next_ms / 1000.0));
+	line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (line) {
+		fputs(line, f);
+		fputc('\n', f);
+		free(line);
+	}
+	json_decref(o);
+}

@@ -1,0 +1,707 @@
+/*
+ * mxsched_site.c - sites: the shape in force, the ready queue of one mset
+ * per message, batch cutting, the connection pool, and what replies do to
+ * the site (learned recipient limit, multi_domain verdict, connection
+ * pressure, suspension with exponential backoff).
+ *
+ * A batch is one message x one site x up to the site's recipient limit,
+ * and by default one recipient domain (multi_domain = deny); it references
+ * the stored body, which streams from the store to the socket.
+ */
+#include "mxsched/mxsched_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/event.h>
+
+#define SUSPEND_BASE_MS  (60 * 1000)       /* first site suspension */
+#define SUSPEND_CAP_MS   (4 * 3600 * 1000) /* longest */
+
+struct batch {
+	struct site *site;
+	struct qmsg *msg;
+	struct rcpt **r;
+	struct smtpc_rcpt *sr;
+	size_t n;
+	struct smtpc_batch sb;
+	struct queue_body *body;
+};
+
+static void site_conn_open(struct site *site);
+static void conn_release(struct sconn *sc);
+
+/* ---- the body, streamed from the store ---- */
+
+static ssize_t
+body_read(void *ctx, char *buf, size_t len)
+{
+	return (ssize_t)queue_body_read(ctx, buf, len);
+}
+
+static int
+body_rewind(void *ctx)
+{
+	queue_body_rewind(ctx);
+	return 0;
+}
+
+static uint64_t
+body_size(void *ctx)
+{
+	return queue_body_size(ctx);
+}
+
+static const struct smtpc_body_ops body_ops = { body_read, body_rewind, body_size };
+
+/* ---- shape ---- */
+
+static enum md_mode
+md_parse(const char *v)
+{
+	if (v && strcasecmp(v, "deny") == 0)
+		return MD_DENY;
+	if (v && strcasecmp(v, "allow") == 0)
+		return MD_ALLOW;
+	return MD_LEARN;
+}
+
+/* site_shape - [site] pattern or provider entry; provider overrides apply
+ * where the operator's config only has the "default" shape */
+static void
+site_shape(struct site *site, const struct resolve_result *res,
+           const struct provider *prov)
+{
+	const struct config_site *cs;
+	const char *names[64], *v;
+	size_t i, n = res->n_mx < 64 ? res->n_mx : 64;
+	unsigned long u;
+
+	for (i = 0; i < n; i++)
+		names[i] = res->mx[i].name;
+	cs = config_site_for(site->s->cfg, names, n, site->provider);
+	site->max_conns = (unsigned)cs->connections;
+	site->msgs_per_conn = (unsigned)cs->messages_per_connection;
+	site->max_rcpt = (unsigned)cs->recipients_per_transaction;
+	site->conn_age_ms = cs->connection_age_ms;
+	site->idle_ms = cs->idle_ms;
+	site->md = md_parse(cs->multi_domain);
+	if (smtpc_tls_policy_parse(cs->tls, &site->tls) < 0)
+		site->tls = SMTPC_TLS_MAY;
+	if (prov && strcasecmp(cs->pattern, "default") == 0) {
+		if ((v = provider_option(prov, "multi_domain")) != NULL)
+			site->md = md_parse(v);
+		if ((v = provider_option(prov, "messages_per_connection")) && (u = strtoul(v, NULL, 10)))
+			site->msgs_per_conn = (unsigned)u;
+		if ((v = provider_option(prov, "connections")) && (u = strtoul(v, NULL, 10)))
+			site->max_conns = (unsigned)u;
+		if ((v = provider_option(prov, "recipients_per_transaction")) && (u = strtoul(v, NULL, 10)))
+			site->max_rcpt = (unsigned)u;
+	}
+	site->conn_limit = site->max_conns;
+	site->rcpt_limit = site->max_rcpt;
+}
+
+static void
+site_mx_free(struct site *site)
+{
+	size_t i, j;
+
+	for (i = 0; i < site->n_mx; i++) {
+		for (j = 0; j < site->mx[i].n_addrs; j++)
+			free((char *)site->mx[i].addrs[j]);
+		free((char **)site->mx[i].addrs);
+		free((char *)site->mx[i].name);
+	}
+	free(site->mx);
+	site->mx = NULL;
+	site->n_mx = 0;
+}
+
+/* site_set_dest - remember where the site's exchangers are now */
+static void
+site_set_dest(struct site *site, const struct resolve_result *res)
+{
+	size_t i, j;
+
+	site_mx_free(site);
+	site->mx = xcalloc(res->n_mx ? res->n_mx : 1, sizeof(*site->mx));
+	for (i = 0; i < res->n_mx; i++) {
+		const struct resolve_mx *rm = &res->mx[i];
+		char **addrs = xcalloc(rm->n_addrs ? rm->n_addrs : 1, sizeof(char *));
+		for (j = 0; j < rm->n_addrs; j++)
+			addrs[j] = xstrdup(rm->addrs[j].text);
+		site->mx[i].name = xstrdup(rm->name);
+		site->mx[i].addrs = (const char *const *)addrs;
+		site->mx[i].n_addrs = rm->n_addrs;
+	}
+	site->n_mx = res->n_mx;
+}
+
+static void
+site_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct site *site = arg;
+
+	(void)fd;
+	(void)what;
+	site->suspended_until = 0;
+	log_info(site->key, "suspension over: probing with one connection");
+}
+
+struct site *
+site_get(struct mxsched *s, const struct resolve_result *res)
+{
+	struct site *site = smap_get(&s->sites, res->site_key);
+	const struct provider *prov;
+
+	if (site == NULL) {
+		site = xcalloc(1, sizeof(*site));
+		site->s = s;
+		site->key = xstrdup(res->site_key);
+		prov = s->providers ? provider_for_mx(s->providers, res->mx, res->n_mx) : NULL;
+		site->provider = prov ? xstrdup(provider_name(prov)) : NULL;
+		TAILQ_INIT(&site->ready);
+		TAILQ_INIT(&site->conns);
+		site_shape(site, res, prov);
+		site->resume_timer = event_new(s->base, -1, 0, site_on_resume, site);
+		smap_put(&s->sites, site->key, site);
+		log_info(site->key, "new site%s%s: connections %u, recipients %u, "
+		         "messages/connection %u, multi_domain %s",
+		         site->provider ? " of provider " : "",
+		         site->provider ? site->provider : "", site->max_conns,
+		         site->max_rcpt, site->msgs_per_conn,
+		         site->md == MD_DENY ? "deny" : site->md == MD_ALLOW ? "allow" : "learn");
+	}
+	site_set_dest(site, res);
+	return site;
+}
+
+int
+site_suspended(const struct site *site, uint64_t now)
+{
+	return site->suspended_until != 0 && now < site->suspended_until;
+}
+
+/* ---- the ready queue ---- */
+
+static void
+mset_key(const struct site *site, const struct qmsg *m, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s\n%s", site->key, m->idtext);
+}
+
+void
+site_enqueue(struct site *site, struct rcpt *r)
+{
+	struct mxsched *s = site->s;
+	char key[1200];
+	struct mset *ms;
+
+	mset_key(site, r->msg, key, sizeof(key));
+	if ((ms = smap_get(&s->msets, key)) == NULL) {
+		ms = xcalloc(1, sizeof(*ms));
+		ms->msg = r->msg;
+		TAILQ_INIT(&ms->rcpts);
+		ms->mapkey = xstrdup(key);
+		smap_put(&s->msets, key, ms);
+		TAILQ_INSERT_TAIL(&site->ready, ms, link);
+		site->n_msets++;
+	}
+	TAILQ_INSERT_TAIL(&ms->rcpts, r, link);
+	ms->n++;
+	site->n_ready++;
+}
+
+/* mset_free - an emptied mset leaves the ready queue (the message stays
+ * referenced by the recipients that were taken from it) */
+static void
+mset_free(struct site *site, struct mset *ms)
+{
+	smap_del(&site->s->msets, ms->mapkey);
+	TAILQ_REMOVE(&site->ready, ms, link);
+	site->n_msets--;
+	free(ms->mapkey);
+	free(ms);
+}
+
+/* batch_take - cut the next batch from the oldest mset: up to the site's
+ * recipient limit, the first recipient's domain only unless the site
+ * allows (or is still learning about) mixed domains. The mset then moves
+ * to the tail, so messages (and so senders) take turns at the site. */
+static struct batch *
+batch_take(struct site *site)
+{
+	struct mset *ms = TAILQ_FIRST(&site->ready);
+	struct rcpt *r, *next;
+	struct batch *b;
+	const char *dom;
+	size_t cap;
+
+	if (ms == NULL)
+		return NULL;
+	cap = site->rcpt_limit < ms->n ? site->rcpt_limit : ms->n;
+	b = xcalloc(1, sizeof(*b));
+	b->site = site;
+	b->msg = ms->msg;
+	b->r = xcalloc(cap, sizeof(*b->r));
+	dom = TAILQ_FIRST(&ms->rcpts)->domain;
+	/* same-domain recipients first, so a mixed batch leads with one domain */
+	for (r = TAILQ_FIRST(&ms->rcpts); r && b->n < cap; r = next) {
+		next = TAILQ_NEXT(r, link);
+		if (strcmp(r->domain, dom) != 0)
+			continue;
+		TAILQ_REMOVE(&ms->rcpts, r, link);
+		b->r[b->n++] = r;
+	}
+	for (r = TAILQ_FIRST(&ms->rcpts); site->md != MD_DENY && r && b->n < cap; r = next) {
+		next = TAILQ_NEXT(r, link);
+		TAILQ_REMOVE(&ms->rcpts, r, link);
+		b->r[b->n++] = r;
+	}
+	ms->n -= b->n;
+	site->n_ready -= b->n;
+	if (ms->n == 0) {
+		mset_free(site, ms);
+	} else {
+		TAILQ_REMOVE(&site->ready, ms, link);
+		TAILQ_INSERT_TAIL(&site->ready, ms, link);
+	}
+	return b;
+}
+
+static void
+batch_free(struct batch *b)
+{
+	if (b->body)
+		queue_body_close(b->body);
+	free(b->sr);
+	free(b->r);
+	free(b);
+}
+
+/* batch_prepare - the smtpc view of a batch; -1 if its message vanished */
+static int
+batch_prepare(struct batch *b)
+{
+	struct mxsched *s = b->site->s;
+	const struct queue_envelope *env = b->msg->env;
+	size_t i;
+
+	if ((b->body = queue_body_open(s->q, b->msg->id)) == NULL)
+		return -1;
+	b->sr = xcalloc(b->n, sizeof(*b->sr));
+	for (i = 0; i < b->n; i++) {
+		b->sr[i].addr = b->r[i]->address;
+		b->sr[i].notify = b->r[i]->notify; /* same bit values */
+		b->sr[i].orcpt = b->r[i]->orcpt;
+	}
+	b->sb.id = b->msg->idtext;
+	b->sb.sender = env->sender ? env->sender : "";
+	b->sb.ret = env->ret == QUEUE_RET_FULL ? SMTPC_RET_FULL :
+	            env->ret == QUEUE_RET_HDRS ? SMTPC_RET_HDRS : SMTPC_RET_NONE;
+	b->sb.envid = env->envid;
+	b->sb.need_smtputf8 = (env->flags & QUEUE_MSG_SMTPUTF8) != 0;
+	b->sb.body_8bit = (env->flags & QUEUE_MSG_8BITMIME) != 0;
+	b->sb.rcpts = b->sr;
+	b->sb.n_rcpts = b->n;
+	b->sb.body = &body_ops;
+	b->sb.body_ctx = b->body;
+	return 0;
+}
+
+/* batch_requeue - recipients go back to the head of the site's queue */
+static void
+batch_requeue(struct site *site, struct rcpt **rs, size_t n)
+{
+	struct mxsched *s = site->s;
+	struct mset *ms;
+	char key[1200];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		site_enqueue(site, rs[i]);
+		mset_key(site, rs[i]->msg, key, sizeof(key));
+		ms = smap_get(&s->msets, key);
+		if (ms != TAILQ_FIRST(&site->ready)) {
+			TAILQ_REMOVE(&site->ready, ms, link);
+			TAILQ_INSERT_HEAD(&site->ready, ms, link);
+		}
+	}
+}
+
+/* ---- suspension ---- */
+
+/* site_release_ready - every ready recipient back to the store, due when
+ * the suspension ends, without spending an attempt */
+static void
+site_release_ready(struct site *site)
+{
+	struct mset *ms;
+	struct rcpt *r;
+
+	while ((ms = TAILQ_FIRST(&site->ready)) != NULL) {
+		while ((r = TAILQ_FIRST(&ms->rcpts)) != NULL) {
+			TAILQ_REMOVE(&ms->rcpts, r, link);
+			ms->n--;
+			site->n_ready--;
+			sched_outcome(site->s, r, QUEUE_OUT_REDEFER, site->suspended_until,
+			              0, NULL, site->reason, site, NULL, NULL, NULL);
+		}
+		mset_free(site, ms);
+	}
+}
+
+/* site_suspend - stop sending to the site for an exponentially growing
+ * time; its recipients wait on disk without spending retries */
+static void
+site_suspend(struct site *site, const char *why)
+{
+	uint64_t d;
+	struct timeval tv;
+
+	if (site_suspended(site, now_ms()))
+		return;
+	site->backoff_level++;
+	d = mxsched_backoff_delay(SUSPEND_BASE_MS, SUSPEND_CAP_MS, site->backoff_level);
+	site->suspended_until = now_ms() + d;
+	snprintf(site->reason, sizeof(site->reason), "site suspended: %s", why);
+	site->conn_limit = 1; /* the first connection after it is the probe */
+	log_warnx(site->key, "suspended for %llu s (level %u): %s",
+	          (unsigned long long)(d / 1000), site->backoff_level, why);
+	tv.tv_sec = (time_t)(d / 1000);
+	tv.tv_usec = (suseconds_t)(d % 1000) * 1000;
+	event_add(site->resume_timer, &tv);
+	site_release_ready(site);
+}
+
+/* site_recovered - a clean transaction: the backoff unwinds, and the
+ * connection limit grows back by one towards the shape */
+static void
+site_recovered(struct site *site)
+{
+	site->backoff_level = 0;
+	if (site->conn_limit < site->max_conns)
+		site->conn_limit++;
+}
+
+/* ---- results ---- */
+
+/* rcpt_result - one recipient's fate from its transaction */
+static void
+rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *rr,
+            const struct smtpc_result *res, const char *tls,
+            struct rcpt **again, size_t *n_again)
+{
+	struct mxsched *s = site->s;
+
+	switch (rr->status) {
+	case SMTPC_RCPT_DELIVERED:
+		site->delivered++;
+		sched_outcome(s, r, QUEUE_OUT_DELIVERED, 0, rr->code, rr->enhanced,
+		              rr->text, site, res->mx_host, res->mx_addr, tls);
+		return;
+	case SMTPC_RCPT_PERMFAIL:
+		site->bounced++;
+		sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, rr->code, rr->enhanced,
+		              rr->text, site, res->mx_host, res->mx_addr, tls);
+		return;
+	case SMTPC_RCPT_RETRY_NOW:
+		again[(*n_again)++] = r;
+		return;
+	case SMTPC_RCPT_POSSIBLY_DELIVERED:
+		site->possibly_delivered++;
+		/* fall through */
+	default:
+		if (mxsched_reply_signal(rr->code, rr->enhanced, rr->text) ==
+		    MXSCHED_SIG_REPUTATION) {
+			site_suspend(site, rr->text);
+			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until,
+			              rr->code, rr->enhanced, rr->text, site,
+			              res->mx_host, res->mx_addr, tls);
+			return;
+		}
+		site->deferred++;
+		sched_defer(s, r, rr->code, rr->enhanced, rr->text, site,
+		            res->mx_host, res->mx_addr, tls);
+		return;
+	}
+}
+
+/* site_learn - what the transaction taught the site */
+static void
+site_learn(struct site *site, const struct smtpc_result *res, size_t n_md)
+{
+	if (res->learned_limit > 0 && res->learned_limit < site->rcpt_limit) {
+		site->splits_452++;
+		site->rcpt_limit = res->learned_limit;
+		log_info(site->key, "452 after %u recipients: limit now %u",
+		         res->learned_limit, site->rcpt_limit);
+	}
+	if (n_md > 0) {
+		site->splits_md++;
+		if (site->md == MD_LEARN) {
+			site->md = MD_DENY;
+			site->md_learned = 1;
+			log_info(site->key, "multi_domain learned: deny (%s)",
+			         res->rcpts[0].text[0] ? "refused a second domain" : "");
+		}
+	}
+}
+
+static void
+conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
+{
+	struct sconn *sc = arg;
+	struct site *site = sc->site;
+	struct batch *b = sc->b;
+	const char *tls = res->tls_proto && *res->tls_proto ? res->tls_proto : NULL;
+	struct rcpt **again = xcalloc(b->n, sizeof(*again));
+	size_t i, n_again = 0, n_md = 0;
+
+	(void)c;
+	sc->b = NULL;
+	site->txns++;
+	for (i = 0; i < b->n; i++) {
+		if (res->rcpts[i].status == SMTPC_RCPT_RETRY_NOW && res->rcpts[i].multi_domain)
+			n_md++;
+		rcpt_result(site, b->r[i], &res->rcpts[i], res, tls, again, &n_again);
+	}
+	site_learn(site, res, n_md);
+	if (res->n_delivered > 0)
+		site_recovered(site);
+	batch_requeue(site, again, n_again);
+	free(again);
+	batch_free(b);
+	sched_flush(site->s);
+	if (res->conn_usable && !sc->closing &&
+	    (smtpc_conn_txn_count(sc->c) >= site->msgs_per_conn ||
+	     smtpc_conn_age_ms(sc->c) >= site->conn_age_ms)) {
+		sc->closing = 1;
+		smtpc_conn_close(sc->c);
+	}
+	site_pump(site);
+}
+
+/* conn_send - the next batch on an idle connection; 0 if none was sent */
+static int
+conn_send(struct sconn *sc)
+{
+	struct site *site = sc->site;
+	struct batch *b;
+
+	while ((b = batch_take(site)) != NULL) {
+		if (batch_prepare(b) == 0)
+			break;
+		/* the message was deleted meanwhile: its outcomes are moot */
+		for (size_t i = 0; i < b->n; i++)
+			sched_rcpt_free(site->s, b->r[i]);
+		batch_free(b);
+	}
+	if (b == NULL)
+		return 0;
+	sc->b = b;
+	if (smtpc_conn_send(sc->c, &b->sb, conn_on_done, sc) < 0) {
+		sc->b = NULL;
+		batch_requeue(site, b->r, b->n);
+		b->n = 0;
+		batch_free(b);
+		return 0;
+	}
+	event_del(sc->idle_timer);
+	return 1;
+}
+
+static void
+conn_on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct sconn *sc = arg;
+
+	(void)fd;
+	(void)what;
+	if (sc->b == NULL && !sc->closing) {
+		sc->closing = 1;
+		smtpc_conn_close(sc->c);
+	}
+}
+
+static void
+conn_on_ready(struct smtpc_conn *c, void *arg)
+{
+	struct sconn *sc = arg;
+	const struct smtpc_conn_info *info = smtpc_conn_info(c);
+
+	sc->ready = 1;
+	sc->site->n_connecting--;
+	log_debug(sc->site->key, "connected to %s [%s]%s%s", info->mx_host,
+	          info->mx_addr, info->tls_proto[0] ? " with " : "",
+	          info->tls_proto);
+	site_pump(sc->site);
+}
+
+/* conn_failed - a connection that never became ready */
+static void
+conn_failed(struct site *site, const struct smtpc_conn_info *info)
+{
+	const char *why = info->reason && *info->reason ? info->reason :
+	                  smtpc_error_name(info->error);
+
+	if (info->error == SMTPC_ERR_GREETING &&
+	    mxsched_reply_signal(421, NULL, why) == MXSCHED_SIG_CONNECTION) {
+		site->conn_limit = site->conn_limit > 1 ? site->conn_limit / 2 : 1;
+		log_warnx(site->key, "connection pressure: limit now %u (%s)",
+		          site->conn_limit, why);
+	}
+	if (site->n_conns == 0)
+		site_suspend(site, why); /* nothing reaches it: wait, then probe */
+}
+
+static void
+conn_on_closed(struct smtpc_conn *c, void *arg)
+{
+	struct sconn *sc = arg;
+	struct site *site = sc->site;
+	const struct smtpc_conn_info *info = smtpc_conn_info(c);
+	int was_ready = sc->ready;
+
+	if (!was_ready)
+		site->n_connecting--;
+	site->n_conns--;
+	TAILQ_REMOVE(&site->conns, sc, link);
+	if (!was_ready && !site->s->stopping)
+		conn_failed(site, info);
+	conn_release(sc);
+	sched_flush(site->s);
+	site_pump(site);
+}
+
+static void
+conn_release(struct sconn *sc)
+{
+	event_free(sc->idle_timer);
+	smtpc_conn_free(sc->c);
+	free(sc);
+}
+
+static void
+site_conn_open(struct site *site)
+{
+	struct mxsched *s = site->s;
+	struct smtpc_opts o = { 0 };
+	struct smtpc_dest d = { .site = site->key, .mx = site->mx, .n_mx = site->n_mx };
+	static const struct smtpc_conn_cbs cbs = { conn_on_ready, conn_on_closed };
+	struct sconn *sc = xcalloc(1, sizeof(*sc));
+
+	o.ehlo_name = s->ehlo;
+	o.port = (int)s->cfg->smtp_port;
+	o.tls = site->tls;
+	o.tls_ctx = s->tls;
+	o.timeouts.connect = s->cfg->connect_timeout_ms;
+	o.max_addresses = (unsigned)s->cfg->max_mx_addresses;
+	o.allow_private = s->allow_private;
+	sc->site = site;
+	sc->idle_timer = event_new(s->base, -1, 0, conn_on_idle, sc);
+	TAILQ_INSERT_TAIL(&site->conns, sc, link);
+	site->n_conns++;
+	site->n_connecting++;
+	site->conns_opened++;
+	sc->c = smtpc_conn_new(s->base, &o, &d, &cbs, sc);
+}
+
+/* batches_ready - a lower bound on the batches the ready queue holds */
+static size_t
+batches_ready(const struct site *site)
+{
+	size_t per = site->rcpt_limit ? site->rcpt_limit : 1;
+	size_t by_count = (site->n_ready + per - 1) / per;
+
+	return by_count > site->n_msets ? by_count : site->n_msets;
+}
+
+/* site_pump - send ready batches on idle connections; open connections
+ * on demand, never more than batches waiting nor than the site's limit */
+void
+site_pump(struct site *site)
+{
+	struct sconn *sc;
+	struct timeval tv;
+
+	TAILQ_FOREACH(sc, &site->conns, link) {
+		if (site->n_ready == 0)
+			break;
+		if (sc->ready && !sc->closing && sc->b == NULL)
+			conn_send(sc);
+	}
+	while (site->n_ready > 0 && !site->s->stopping &&
+	       !site_suspended(site, now_ms()) &&
+	       site->n_conns < site->conn_limit &&
+	       site->n_connecting < batches_ready(site))
+		site_conn_open(site);
+	TAILQ_FOREACH(sc, &site->conns, link) {
+		if (sc->ready && !sc->closing && sc->b == NULL &&
+		    !evtimer_pending(sc->idle_timer, NULL)) {
+			if (site->s->stopping || site->idle_ms == 0) {
+				sc->closing = 1;
+				smtpc_conn_close(sc->c);
+				continue;
+			}
+			tv.tv_sec = (time_t)(site->idle_ms / 1000);
+			tv.tv_usec = (suseconds_t)(site->idle_ms % 1000) * 1000;
+			event_add(sc->idle_timer, &tv);
+		}
+	}
+}
+
+int
+site_busy(const struct site *site)
+{
+	const struct sconn *sc;
+
+	TAILQ_FOREACH(sc, &site->conns, link)
+		if (sc->b != NULL)
+			return 1;
+	return 0;
+}
+
+void
+site_stop(struct site *site)
+{
+	struct sconn *sc;
+
+	TAILQ_FOREACH(sc, &site->conns, link)
+		if (!sc->closing && sc->b == NULL && sc->ready) {
+			sc->closing = 1;
+			smtpc_conn_close(sc->c);
+		}
+}
+
+void
+site_free(struct site *site)
+{
+	struct sconn *sc;
+	struct mset *ms;
+	struct rcpt *r;
+
+	while ((sc = TAILQ_FIRST(&site->conns)) != NULL) {
+		TAILQ_REMOVE(&site->conns, sc, link);
+		if (sc->b) {
+			for (size_t i = 0; i < sc->b->n; i++)
+				sched_rcpt_free(site->s, sc->b->r[i]);
+			batch_free(sc->b);
+		}
+		conn_release(sc);
+	}
+	while ((ms = TAILQ_FIRST(&site->ready)) != NULL) {
+		while ((r = TAILQ_FIRST(&ms->rcpts)) != NULL) {
+			TAILQ_REMOVE(&ms->rcpts, r, link);
+			sched_rcpt_free(site->s, r);
+		}
+		mset_free(site, ms);
+	}
+	event_free(site->resume_timer);
+	site_mx_free(site);
+	free(site->provider);
+	free(site->key);
+	free(site);
+}
