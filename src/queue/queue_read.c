@@ -1,0 +1,429 @@
+/*
+ * queue_read.c - synchronous reads: claiming due recipients from the
+ * time-ordered index, a message's envelope and recipients, paged message
+ * listing, the consistency check, and the streaming body reader.
+ * Loop thread (the body reader: any one thread at a time). Reads hold the
+ * RocksDB handle's read lock; they never wait for a WAL sync.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/core.h"
+#include "queue/queue_internal.h"
+
+/* qget - point read under the caller's read lock; NULL if absent/error */
+static char *
+qget(struct queue *q, int cf, const unsigned char *k, size_t klen,
+     size_t *vlen, int *bad)
+{
+	char *e = NULL, *v;
+
+	if (q->db == NULL) {
+		*bad = 1;
+		return NULL;
+	}
+	v = rocksdb_get_cf(q->db, q->ropts, q->cf[cf], (const char *)k, klen,
+	    vlen, &e);
+	if (e) {
+		log_warnx("-", "spool %s: read: %s", q->path, e);
+		rocksdb_free(e);
+		*bad = 1;
+		return NULL;
+	}
+	return v;
+}
+
+/* rcpt_load - 1 found, 0 absent, -1 error (read lock held) */
+static int
+rcpt_load(struct queue *q, queue_msgid id, uint32_t idx, struct queue_rcpt *r)
+{
+	unsigned char k[QK_RCPT_LEN];
+	size_t len;
+	int bad = 0, rc = 0;
+	char *v;
+
+	qk_rcpt(k, id, idx);
+	r->msgid = id;
+	r->idx = idx;
+	v = qget(q, QCF_RCPT, k, sizeof(k), &len, &bad);
+	if (bad)
+		return -1;
+	if (v)
+		rc = qrcpt_decode(v, len, r) == 0 ? 1 : 0;
+	rocksdb_free(v);
+	return rc;
+}
+
+/* env_load - 1 found, 0 absent, -1 error (read lock held) */
+static int
+env_load(struct queue *q, queue_msgid id, struct qenv *e)
+{
+	unsigned char k[QK_MSG_LEN];
+	size_t len;
+	int bad = 0, rc = 0;
+	char *v;
+
+	qk_msg(k, id);
+	v = qget(q, QCF_MSG, k, sizeof(k), &len, &bad);
+	if (bad)
+		return -1;
+	if (v)
+		rc = qenv_decode(v, len, e) == 0 ? 1 : 0;
+	rocksdb_free(v);
+	return rc;
+}
+
+/* ---- claim ---- */
+
+/* claim_scan - walk the due index up to now, fill out/claims */
+static int
+claim_scan(struct queue *q, uint64_t now, size_t max, struct queue_rcpt *out,
+           struct qclaim *claims)
+{
+	unsigned char ub[8];
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	size_t n = 0, klen;
+	char *e = NULL;
+
+	qk_put64(ub, now + 1);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)ub, 8);
+	it = rocksdb_create_iterator_cf(q->db, ro, q->cf[QCF_DUE]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && n < max;
+	     rocksdb_iter_next(it)) {
+		const char *k = rocksdb_iter_key(it, &klen);
+		struct qclaim c;
+
+		if (qk_due_parse(k, klen, &c.due_ms, &c.id, &c.idx) < 0 ||
+		    qclaimset_has(q->claimed, c.id, c.idx))
+			continue;
+		memset(&out[n], 0, sizeof(out[n]));
+		if (rcpt_load(q, c.id, c.idx, &out[n]) <= 0)
+			continue;
+		if (out[n].state != QUEUE_RCPT_QUEUED || out[n].next_ms != c.due_ms) {
+			qrcpt_clear(&out[n]);
+			continue;
+		}
+		out[n].state = QUEUE_RCPT_INFLIGHT;
+		claims[n++] = c;
+	}
+	rocksdb_iter_get_error(it, &e);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (e) {
+		log_warnx("-", "spool %s: due index: %s", q->path, e);
+		rocksdb_free(e);
+	}
+	return (int)n;
+}
+
+int
+queue_due_claim(struct queue *q, uint64_t now, size_t max,
+                struct queue_rcpt **out)
+{
+	struct qclaim *claims;
+	struct qop *op;
+	int n;
+
+	*out = NULL;
+	if (max == 0)
+		return 0;
+	pthread_rwlock_rdlock(&q->dblock);
+	if (q->db == NULL) {
+		pthread_rwlock_unlock(&q->dblock);
+		return -1;
+	}
+	*out = xcalloc(max, sizeof(**out));
+	claims = xcalloc(max, sizeof(*claims));
+	n = claim_scan(q, now, max, *out, claims);
+	pthread_rwlock_unlock(&q->dblock);
+	if (n == 0) {
+		free(claims);
+		free(*out);
+		*out = NULL;
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		qclaimset_add(q->claimed, claims[i].id, claims[i].idx);
+	op = xcalloc(1, sizeof(*op));
+	op->kind = QOP_CLAIM;
+	op->claims = claims;
+	op->n_claims = (size_t)n;
+	qstore_submit(q, op);
+	return n;
+}
+
+uint64_t
+queue_due_next_ms(struct queue *q)
+{
+	rocksdb_iterator_t *it;
+	uint64_t when = UINT64_MAX, ms;
+	queue_msgid id;
+	uint32_t idx;
+	size_t klen;
+
+	pthread_rwlock_rdlock(&q->dblock);
+	if (q->db == NULL)
+		goto done;
+	it = rocksdb_create_iterator_cf(q->db, q->ropts, q->cf[QCF_DUE]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (qk_due_parse(k, klen, &ms, &id, &idx) == 0 &&
+		    !qclaimset_has(q->claimed, id, idx)) {
+			when = ms;
+			break;
+		}
+	}
+	rocksdb_iter_destroy(it);
+done:
+	pthread_rwlock_unlock(&q->dblock);
+	return when;
+}
+
+/* ---- one message ---- */
+
+/* rcpts_scan - the records of one message (read lock held) */
+static int
+rcpts_scan(struct queue *q, queue_msgid id, struct queue_rcpt **out)
+{
+	unsigned char lo[QK_RCPT_LEN];
+	rocksdb_iterator_t *it;
+	size_t n = 0, cap = 0, klen, vlen;
+
+	*out = NULL;
+	qk_rcpt(lo, id, 0);
+	it = rocksdb_create_iterator_cf(q->db, q->ropts, q->cf[QCF_RCPT]);
+	for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo));
+	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		const unsigned char *k =
+		    (const unsigned char *)rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+
+		if (klen != QK_RCPT_LEN || qk_get64(k) != id)
+			break;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			*out = xrealloc(*out, cap * sizeof(**out));
+		}
+		memset(&(*out)[n], 0, sizeof(**out));
+		(*out)[n].msgid = id;
+		(*out)[n].idx = qk_get32(k + 8);
+		if (qrcpt_decode(v, vlen, &(*out)[n]) == 0)
+			n++;
+	}
+	rocksdb_iter_destroy(it);
+	return (int)n;
+}
+
+int
+queue_msg_rcpts(struct queue *q, queue_msgid id, struct queue_rcpt **out)
+{
+	int n = -1;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&q->dblock);
+	if (q->db)
+		n = rcpts_scan(q, id, out);
+	pthread_rwlock_unlock(&q->dblock);
+	return n;
+}
+
+struct queue_envelope *
+queue_envelope_get(struct queue *q, queue_msgid id)
+{
+	struct queue_envelope *out = NULL;
+	struct qenv e;
+
+	pthread_rwlock_rdlock(&q->dblock);
+	if (env_load(q, id, &e) > 0) {
+		out = qenv_export(&e, id);
+		qenv_clear(&e);
+	}
+	pthread_rwlock_unlock(&q->dblock);
+	return out;
+}
+
+/* ---- listing ---- */
+
+/* list_match - does a message pass the filter? (read lock held) */
+static int
+list_match(struct queue *q, queue_msgid id, const struct qenv *e,
+           const struct queue_filter *f)
+{
+	struct queue_rcpt *r;
+	int n, hit = 0;
+
+	if (f == NULL)
+		return 1;
+	if ((f->sender && strcasecmp(f->sender, e->sender) != 0) ||
+	    (f->tenant && (e->tenant == NULL || strcmp(f->tenant, e->tenant))) ||
+	    (f->held_only && !(e->flags & QUEUE_MSG_HELD)))
+		return 0;
+	if (f->domain == NULL)
+		return 1;
+	n = rcpts_scan(q, id, &r);
+	for (int i = 0; i < n && !hit; i++)
+		hit = strcasecmp(r[i].domain, f->domain) == 0;
+	queue_rcpts_free(r, n > 0 ? (size_t)n : 0);
+	return hit;
+}
+
+int
+queue_msg_list(struct queue *q, queue_msgid after,
+               const struct queue_filter *f, size_t max,
+               struct queue_envelope **out)
+{
+	unsigned char k0[QK_MSG_LEN];
+	rocksdb_iterator_t *it;
+	size_t n = 0, klen, vlen;
+
+	pthread_rwlock_rdlock(&q->dblock);
+	if (q->db == NULL) {
+		pthread_rwlock_unlock(&q->dblock);
+		return -1;
+	}
+	qk_msg(k0, after + 1);
+	it = rocksdb_create_iterator_cf(q->db, q->ropts, q->cf[QCF_MSG]);
+	for (rocksdb_iter_seek(it, (const char *)k0, sizeof(k0));
+	     rocksdb_iter_valid(it) && n < max; rocksdb_iter_next(it)) {
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		queue_msgid id = qk_get64((const unsigned char *)k);
+		struct qenv e;
+
+		if (klen != QK_MSG_LEN || qenv_decode(v, vlen, &e) < 0)
+			continue;
+		if (list_match(q, id, &e, f))
+			out[n++] = qenv_export(&e, id);
+		qenv_clear(&e);
+	}
+	rocksdb_iter_destroy(it);
+	pthread_rwlock_unlock(&q->dblock);
+	return (int)n;
+}
+
+int
+queue_check(struct queue *q, int fix, struct queue_counters *scanned)
+{
+	struct queue_counters s, c;
+	int rc;
+
+	pthread_rwlock_rdlock(&q->dblock);
+	rc = q->db ? qdb_scan_counts(q, &s) : -1;
+	pthread_rwlock_unlock(&q->dblock);
+	if (rc < 0)
+		return -1;
+	if (scanned)
+		*scanned = s;
+	queue_counters_get(q, &c);
+	if (s.messages == c.messages && s.bytes == c.bytes &&
+	    s.rcpts == c.rcpts && s.rcpts_queued == c.rcpts_queued &&
+	    s.rcpts_deferred == c.rcpts_deferred &&
+	    s.rcpts_inflight == c.rcpts_inflight && s.rcpts_held == c.rcpts_held)
+		return 0;
+	log_warnx("-", "spool %s: counters differ from a scan%s", q->path,
+	    fix ? "; rewriting them" : "");
+	if (fix)
+		queue_counters_fix(q, &s);
+	return -1;
+}
+
+/* ---- body reader ---- */
+
+struct queue_body {
+	struct queue *q;
+	queue_msgid id;
+	uint64_t size, pos;
+	uint32_t chunk_size;
+	int64_t cur_no;
+	char *cur;
+	size_t cur_len;
+};
+
+struct queue_body *
+queue_body_open(struct queue *q, queue_msgid id)
+{
+	struct queue_body *r = NULL;
+	struct qenv e;
+
+	pthread_rwlock_rdlock(&q->dblock);
+	if (env_load(q, id, &e) > 0) {
+		r = xcalloc(1, sizeof(*r));
+		r->q = q;
+		r->id = id;
+		r->size = e.size;
+		r->chunk_size = e.chunk_size;
+		r->cur_no = -1;
+		qenv_clear(&e);
+	}
+	pthread_rwlock_unlock(&q->dblock);
+	return r;
+}
+
+/* body_load - make chunk no current; -1 if missing */
+static int
+body_load(struct queue_body *r, int64_t no)
+{
+	unsigned char k[QK_BODY_LEN];
+	int bad = 0;
+
+	rocksdb_free(r->cur);
+	r->cur = NULL;
+	r->cur_no = -1;
+	qk_body(k, r->id, (uint32_t)no);
+	pthread_rwlock_rdlock(&r->q->dblock);
+	r->cur = qget(r->q, QCF_BODY, k, sizeof(k), &r->cur_len, &bad);
+	pthread_rwlock_unlock(&r->q->dblock);
+	if (r->cur == NULL)
+		return -1;
+	r->cur_no = no;
+	return 0;
+}
+
+long
+queue_body_read(struct queue_body *r, void *buf, size_t len)
+{
+	int64_t no;
+	size_t off, n;
+
+	if (r->pos >= r->size || len == 0)
+		return 0;
+	no = (int64_t)(r->pos / r->chunk_size);
+	off = (size_t)(r->pos % r->chunk_size);
+	if (no != r->cur_no && body_load(r, no) < 0)
+		return -1;
+	if (off >= r->cur_len)
+		return -1;
+	n = r->cur_len - off;
+	if (n > len)
+		n = len;
+	if (n > r->size - r->pos)
+		n = (size_t)(r->size - r->pos);
+	memcpy(buf, r->cur + off, n);
+	r->pos += n;
+	return (long)n;
+}
+
+void
+queue_body_rewind(struct queue_body *r)
+{
+	r->pos = 0;
+}
+
+uint64_t
+queue_body_size(const struct queue_body *r)
+{
+	return r->size;
+}
+
+void
+queue_body_close(struct queue_body *r)
+{
+	if (r == NULL)
+		return;
+	rocksdb_free(r->cur);
+	free(r);
+}

@@ -1,0 +1,269 @@
+/*
+ * queue_store.c - the store thread and its group commit.
+ *
+ * The loop thread appends ops to q->pending and signals q->cond. The store
+ * thread takes every op pending at the start of a round, applies them in
+ * order to one WriteBatchWithIndex (later ops read earlier ones' writes),
+ * and writes it with the WAL synced: one fsync per round, however many
+ * submissions and outcomes it carries. A round whose batch grows beyond
+ * max_round_bytes (large bodies) is written as several batches, only the
+ * last one synced (a WAL sync covers every earlier write).
+ *
+ * If a write fails, every op of the round fails with that status (disk
+ * full or temporary), RocksDB is closed and reopened before the next
+ * round (RocksDB refuses writes after a failed WAL write until reopened),
+ * counters are reloaded from disk, and bodies of failed submissions are
+ * deleted by an internal abort op. Finished ops go to q->done and the loop
+ * is woken through the eventfd, where their callbacks run.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include "core/core.h"
+#include "queue/queue_internal.h"
+
+#define QSTORE_REOPEN_EVERY_MS 200
+
+void
+qop_free(struct qop *op)
+{
+	if (op == NULL)
+		return;
+	free(op->data);
+	qenv_clear(&op->env);
+	for (size_t i = 0; i < op->n_rcpts; i++) {
+		free(op->rcpts[i].address);
+		free(op->rcpts[i].domain);
+		free(op->rcpts[i].orcpt);
+	}
+	free(op->rcpts);
+	free(op->claims);
+	for (size_t i = 0; i < op->n_outs; i++) {
+		free((char *)op->outs[i].reply.enhanced);
+		free((char *)op->outs[i].reply.text);
+		free((char *)op->outs[i].reply.mx);
+		free((char *)op->outs[i].by);
+	}
+	free(op->outs);
+	free(op->by);
+	free(op);
+}
+
+void
+qstore_submit(struct queue *q, struct qop *op)
+{
+	op->next = NULL;
+	pthread_mutex_lock(&q->lock);
+	if (op->kind == QOP_CHUNK)
+		q->backlog += op->len;
+	*q->pending_tail = op;
+	q->pending_tail = &op->next;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* qstore_reopen - close and reopen RocksDB after a failed write */
+static int
+qstore_reopen(struct queue *q)
+{
+	char err[1024];
+	int found, rc;
+	uint64_t t = mono_ms();
+
+	if (t - q->last_reopen_ms < QSTORE_REOPEN_EVERY_MS)
+		return -1;
+	q->last_reopen_ms = t;
+	pthread_rwlock_wrlock(&q->dblock);
+	qdb_close(q);
+	rc = qdb_open(q, err, sizeof(err));
+	pthread_rwlock_unlock(&q->dblock);
+	if (rc < 0) {
+		log_warnx("-", "%s", err);
+		return -1;
+	}
+	if (qdb_load_counters(q, &q->cnt, &found) < 0)
+		return -1;
+	pthread_mutex_lock(&q->lock);
+	q->published = q->cnt;
+	pthread_mutex_unlock(&q->lock);
+	q->db_broken = 0;
+	log_info("-", "spool %s: reopened after a failed write; writes resume",
+	    q->path);
+	return 0;
+}
+
+/* qstore_write - write the batch (and reset it); status of the write */
+static enum queue_status
+qstore_write(struct qround *r, int sync)
+{
+	struct queue *q = r->q;
+	char *e = NULL;
+	enum queue_status st = QUEUE_OK;
+
+	if (rocksdb_writebatch_wi_count(r->wb) == 0 && !sync)
+		return QUEUE_OK;
+	qapply_counters(r);
+	rocksdb_write_writebatch_wi(q->db, sync ? q->wsync : q->wnosync,
+	    r->wb, &e);
+	if (e) {
+		st = qdb_status_of(e);
+		log_warnx("-", "spool %s: write failed (%s): %s", q->path,
+		    queue_status_to_text(st), e);
+		rocksdb_free(e);
+		q->db_broken = 1;
+		q->broken_st = st;
+	}
+	rocksdb_writebatch_wi_clear(r->wb);
+	return st;
+}
+
+/* qstore_cleanup_failed - bodies of failed submissions must not stay */
+static void
+qstore_cleanup_failed(struct queue *q, struct qop *ops)
+{
+	for (struct qop *op = ops; op; op = op->next) {
+		struct qop *ab;
+
+		if (op->kind != QOP_COMMIT && op->kind != QOP_CHUNK)
+			continue;
+		if (op->kind == QOP_COMMIT && op->chunk_no == 0)
+			continue; /* single-chunk message: nothing was written */
+		ab = xcalloc(1, sizeof(*ab));
+		ab->kind = QOP_ABORT;
+		ab->internal = 1;
+		ab->id = op->id;
+		ab->chunk_no = op->chunk_no + 1;
+		pthread_mutex_lock(&q->lock);
+		ab->next = q->pending;
+		q->pending = ab;
+		if (q->pending_tail == &q->pending)
+			q->pending_tail = &ab->next;
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+/* qstore_fail_all - every op of a failed round gets st */
+static void
+qstore_fail_all(struct queue *q, struct qop *ops, enum queue_status st)
+{
+	for (struct qop *op = ops; op; op = op->next) {
+		if (op->kind == QOP_CHUNK && op->st == QUEUE_OK)
+			qfail_add(q, op->id, st);
+		op->st = st;
+	}
+	qstore_cleanup_failed(q, ops);
+}
+
+/* qstore_round - apply and durably write every op of one round */
+static void
+qstore_round(struct queue *q, struct qop *ops)
+{
+	struct qround r = { q, NULL };
+	enum queue_status st = QUEUE_OK;
+	size_t size;
+
+	if (q->db_broken && qstore_reopen(q) < 0) {
+		qstore_fail_all(q, ops, q->broken_st);
+		return;
+	}
+	r.wb = rocksdb_writebatch_wi_create(0, 1);
+	for (struct qop *op = ops; op && st == QUEUE_OK; op = op->next) {
+		qapply(&r, op);
+		rocksdb_writebatch_wi_data(r.wb, &size);
+		if (size >= q->opts.max_round_bytes && op->next)
+			st = qstore_write(&r, 0);
+	}
+	if (st == QUEUE_OK)
+		st = qstore_write(&r, 1);
+	rocksdb_writebatch_wi_destroy(r.wb);
+	if (st != QUEUE_OK) {
+		qstore_fail_all(q, ops, st);
+		return;
+	}
+	pthread_mutex_lock(&q->lock);
+	q->published = q->cnt;
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* qstore_finish - hand a finished round to the loop */
+static void
+qstore_finish(struct queue *q, struct qop *ops)
+{
+	uint64_t one = 1;
+	struct qop *last = ops;
+
+	while (last->next)
+		last = last->next;
+	pthread_mutex_lock(&q->lock);
+	for (struct qop *op = ops; op; op = op->next)
+		if (op->kind == QOP_CHUNK)
+			q->backlog -= op->len;
+	*q->done_tail = ops;
+	q->done_tail = &last->next;
+	pthread_mutex_unlock(&q->lock);
+	if (write(q->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("-", "spool %s: eventfd write", q->path);
+}
+
+/* qstore_main - the store thread: rounds until closed and drained */
+static void *
+qstore_main(void *arg)
+{
+	struct queue *q = arg;
+	struct qop *ops;
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		while (q->pending == NULL && !q->closing)
+			pthread_cond_wait(&q->cond, &q->lock);
+		if (q->pending == NULL)
+			break;
+		ops = q->pending;
+		q->pending = NULL;
+		q->pending_tail = &q->pending;
+		pthread_mutex_unlock(&q->lock);
+		qstore_round(q, ops);
+		qstore_finish(q, ops);
+		pthread_mutex_lock(&q->lock);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+int
+qstore_start(struct queue *q)
+{
+	q->pending_tail = &q->pending;
+	q->done_tail = &q->done;
+	if (pthread_create(&q->thread, NULL, qstore_main, q) != 0)
+		return -1;
+	q->thread_started = 1;
+	return 0;
+}
+
+void
+qstore_stop(struct queue *q)
+{
+	if (!q->thread_started)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->closing = 1;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	pthread_join(q->thread, NULL);
+	q->thread_started = 0;
+	/* internal cleanup ops left behind: recovery at next open does it */
+	while (q->pending) {
+		struct qop *op = q->pending;
+
+		q->pending = op->next;
+		op->st = QUEUE_ECLOSED;
+		op->next = NULL;
+		*q->done_tail = op;
+		q->done_tail = &op->next;
+	}
+	q->pending_tail = &q->pending;
+}
