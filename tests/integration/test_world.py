@@ -5,7 +5,11 @@ record kind DnsWorld generates is queried with the stdlib DNS client; the
 sink is driven by real clients (smtplib, swaks) and each fault mode checked
 from both sides (what the client saw, what the sink logged).
 """
+import hashlib
 import os
+import smtplib
+import ssl
+import subprocess
 import time
 import unittest
 
@@ -121,6 +125,311 @@ class DnsReloadTest(unittest.TestCase):
             d.add_mx("bad,name.test", [(1, "x.test")])
         with self.assertRaises(OSError):
             d.add_a("x.test", "999.1.1.1")
+
+
+def sha256(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+class SinkSessionTest(unittest.TestCase):
+    """Real clients against the sink; what they saw vs what it logged."""
+
+    def setUp(self):
+        self.w = world.World(self)
+
+    def test_smtplib_plain(self):
+        sink = self.w.sink(["127.0.1.5", "127.0.1.6"])
+        body = "Subject: hi\r\n\r\n.leading dot\r\nline two\r\n"
+        with smtplib.SMTP(*sink.addr(1), local_hostname="client.test") as c:
+            refused = c.sendmail("from@a.test", ["x@b.test", "y@b.test"],
+                                 body)
+        self.assertEqual(refused, {})
+        t, = sink.wait_transactions(1)
+        self.assertEqual(t["listen"], "127.0.1.6:%d" % sink.port)
+        self.assertEqual((t["peer"], t["helo"], t["helo_cmd"], t["tls"]),
+                         ("127.0.0.1", "client.test", "EHLO", False))
+        self.assertEqual(t["mail_from"], "from@a.test")
+        self.assertEqual([r["to"] for r in t["rcpts"]],
+                         ["x@b.test", "y@b.test"])
+        self.assertTrue(all(r["reply"].startswith("250") for r in t["rcpts"]))
+        self.assertEqual((t["method"], t["status"], t["txn"]),
+                         ("DATA", "delivered", 1))
+        self.assertEqual(t["body_size"], len(body))
+        self.assertEqual(t["sha256"], sha256(body.encode()))
+        self.assertTrue(t["final_reply"].startswith("250 2.0.0"))
+        c, = sink.wait_connections(1)
+        self.assertEqual((c["close"], c["transactions"], c["messages"],
+                          c["conn"]), ("quit", 1, 1, t["conn"]))
+        self.assertEqual(c["peer_port"], t["peer_port"])
+        self.assertEqual(sink.transactions("127.0.1.5"), [])
+
+    def test_pipelined_data_then_bdat(self):
+        sink = self.w.sink("127.0.1.7", save_bodies=True)
+        c = world.RawSmtp(sink.addr())
+        self.assertEqual(c.reply()[0], 220)
+        code, lines = c.cmd("EHLO pipe.test")
+        self.assertIn("250-PIPELINING", lines)
+        self.assertIn("250-CHUNKING", lines)
+        c.send("MAIL FROM:<a@x.test> BODY=8BITMIME SIZE=40\r\n"
+               "RCPT TO:<r1@y.test> NOTIFY=NEVER\r\nRCPT TO:<r2@y.test>\r\n"
+               "DATA\r\n")
+        self.assertEqual([c.reply()[0] for _ in range(4)],
+                         [250, 250, 250, 354])
+        c.send("..a\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        chunk = b"X\r\n.\r\nY"
+        c.send(b"MAIL FROM:<>\r\nRCPT TO:<r3@y.test>\r\nBDAT 4\r\n"
+               + chunk[:4] + b"BDAT %d LAST\r\n" % (len(chunk) - 4)
+               + chunk[4:] + b"QUIT\r\n")
+        self.assertEqual([c.reply()[0] for _ in range(5)],
+                         [250, 250, 250, 250, 221])
+        c.close()
+        t1, t2 = sink.wait_transactions(2)
+        self.assertEqual(t1["mail_params"], "BODY=8BITMIME SIZE=40")
+        self.assertEqual(t1["rcpts"][0]["params"], "NOTIFY=NEVER")
+        self.assertEqual(sink.body(t1), b".a\r\n")
+        self.assertEqual(t1["sha256"], sha256(b".a\r\n"))
+        self.assertEqual((t2["method"], t2["bdat_chunks"], t2["mail_from"]),
+                         ("BDAT", 2, ""))
+        self.assertEqual(sink.body(t2), chunk)
+        self.assertEqual(t2["txn"], 2)
+        self.assertEqual(sink.wait_connections(1)[0]["commands"], 10)
+
+    def test_starttls_with_generated_cert(self):
+        sink = self.w.sink("127.0.1.8", tls=True, hostname="mx.tls.test",
+                           config={"require_tls": True})
+        ctx = ssl.create_default_context(cafile=sink.cert.ca)
+        with smtplib.SMTP(*sink.addr()) as c:
+            c.ehlo("tls.client")
+            self.assertTrue(c.has_extn("starttls"))
+            self.assertEqual(c.mail("a@x.test")[0], 530)
+            c.rset()
+            c.starttls(context=ctx)  # verifies name and chain
+            c.ehlo("tls.client")
+            self.assertFalse(c.has_extn("starttls"))
+            c.sendmail("a@x.test", ["b@y.test"], "Subject: tls\r\n\r\nx\r\n")
+        recs = sink.wait_transactions(2)
+        self.assertEqual((recs[0]["tls"], recs[0]["mail_reply"][:3]),
+                         (False, "530"))
+        t = recs[1]
+        self.assertEqual((t["tls"], t["status"]), (True, "delivered"))
+        self.assertTrue(t["tls_version"].startswith("TLSv1."))
+        ctx2 = ssl.create_default_context(cafile=sink.cert.ca)
+        with smtplib.SMTP("127.0.1.8", sink.port) as c:
+            c._host = "wrong.name.test"
+            with self.assertRaises(ssl.SSLCertVerificationError):
+                c.starttls(context=ctx2)
+
+    def test_swaks(self):
+        sink = self.w.sink("127.0.1.9")
+        r = subprocess.run(
+            ["swaks", "--server", "127.0.1.9", "--port", str(sink.port),
+             "--from", "sw@a.test", "--to", "t1@b.test,t2@b.test",
+             "--ehlo", "swaks.test", "--pipeline", "--body", "hello swaks"],
+            capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        t, = sink.wait_transactions(1)
+        self.assertEqual((t["helo"], t["accepted"], t["status"]),
+                         ("swaks.test", 2, "delivered"))
+        self.assertIn(b"hello swaks", r.stdout)
+
+
+class SinkFaultTest(unittest.TestCase):
+    """Each fault mode, one listen address per fault in one mxsink."""
+
+    FAULTS = {
+        "127.0.2.1": {"replies": {"greeting": "554 5.7.1 go away"}},
+        "127.0.2.2": {"replies": {"mail": "451 4.3.2 try later",
+                                  "dot": "550 5.7.1 spam"}},
+        "127.0.2.3": {"rcpt_rules": [
+            {"match": "nouser", "reply": "550 5.1.1 no such user"},
+            {"regex": "^full[0-9]+@", "reply": "452 4.2.2 mailbox full"}],
+            "max_rcpts": 3},
+        "127.0.2.4": {"one_domain": True},
+        "127.0.2.5": {"max_messages": 2},
+        "127.0.2.6": {"delay_ms": {"rcpt": 300}},
+        "127.0.2.7": {"drop_at": "dot"},
+        "127.0.2.8": {"drop_at": "greeting"},
+        "127.0.2.9": {"hang_at": "greeting"},
+        "127.0.2.10": {"tempfail_every": 3},
+        "127.0.2.11": {"ehlo": {"pipelining": False, "size": False,
+                                "8bitmime": False, "smtputf8": False,
+                                "chunking": False, "dsn": False,
+                                "starttls": False,
+                                "enhancedstatuscodes": False}},
+        "127.0.2.12": {"ehlo": {"size": 100}},
+        "127.0.2.13": {"hang_at": "dot"},
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = world.World()
+        cls.sink = cls.w.sink(list(cls.FAULTS),
+                              config={"listen": cls.FAULTS})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.close()
+
+    def conn(self, ip, ehlo=True):
+        c = world.RawSmtp((ip, self.sink.port), timeout=3)
+        self.addCleanup(c.close)
+        if ehlo:
+            self.assertEqual(c.reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO f.test")[0], 250)
+        return c
+
+    def send_msg(self, c, rcpts=("r@d.test",), body="x\r\n"):
+        """MAIL, RCPTs, DATA, body; the list of reply codes."""
+        codes = [c.cmd("MAIL FROM:<s@f.test>")[0]]
+        codes += [c.cmd("RCPT TO:<%s>" % r)[0] for r in rcpts]
+        code = c.cmd("DATA")[0]
+        codes.append(code)
+        if code == 354:
+            c.send(body + ".\r\n")
+            codes.append(c.reply()[0])
+        return codes
+
+    def test_greeting_reply(self):
+        c = self.conn("127.0.2.1", ehlo=False)
+        self.assertEqual(c.reply(), (554, ["554 5.7.1 go away"]))
+
+    def test_phase_replies(self):
+        c = self.conn("127.0.2.2")
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.test>")[0], 451)
+        t = self.sink.wait_transactions(1, ip="127.0.2.2")[0]
+        self.assertEqual((t["mail_reply"], t["status"]),
+                         ("451 4.3.2 try later", "rejected"))
+
+    def test_dot_reply(self):
+        w = world.World(self)  # own sink: MAIL always fails on 127.0.2.2
+        s = w.sink("127.0.2.2", config={"replies": {"dot": "550 5.7.1 spam"}})
+        c = world.RawSmtp(s.addr())
+        self.addCleanup(c.close)
+        c.reply()
+        c.cmd("EHLO f.test")
+        self.assertEqual(self.send_msg(c), [250, 250, 354, 550])
+        t, = s.wait_transactions(1)
+        self.assertEqual((t["final_reply"], t["status"]),
+                         ("550 5.7.1 spam", "rejected"))
+
+    def test_rcpt_rules_and_max_rcpts(self):
+        c = self.conn("127.0.2.3")
+        rc = ["a@d.test", "nouser@d.test", "full12@d.test", "b@d.test",
+              "c@d.test", "e@d.test"]
+        self.assertEqual(self.send_msg(c, rc),
+                         [250, 250, 550, 452, 250, 250, 452, 354, 250])
+        t, = self.sink.wait_transactions(1, ip="127.0.2.3")
+        self.assertEqual(t["rcpts"][5]["reply"],
+                         "452 4.5.3 Too many recipients")
+        self.assertEqual(t["accepted"], 3)
+
+    def test_one_domain(self):
+        c = self.conn("127.0.2.4")
+        codes = self.send_msg(c, ["a@one.test", "b@two.test", "c@ONE.test"])
+        self.assertEqual(codes, [250, 250, 451, 250, 354, 250])
+        t, = self.sink.wait_transactions(1, ip="127.0.2.4")
+        self.assertEqual(t["rcpts"][1]["reply"],
+                         "451 4.3.0 Multiple destination domains per "
+                         "transaction is unsupported.  Please try again.")
+
+    def test_max_messages_per_connection(self):
+        c = self.conn("127.0.2.5")
+        self.assertEqual(self.send_msg(c)[-1], 250)
+        self.assertEqual(self.send_msg(c)[-1], 250)
+        code, lines = c.cmd("MAIL FROM:<s@f.test>")
+        self.assertEqual(code, 421)
+        self.assertEqual(c.reply()[0], None)  # and the connection is closed
+        conn, = self.sink.wait_connections(1, ip="127.0.2.5")
+        self.assertEqual((conn["close"], conn["messages"]), ("421", 2))
+
+    def test_slow_replies(self):
+        c = self.conn("127.0.2.6")
+        c.cmd("MAIL FROM:<s@f.test>")
+        t0 = time.monotonic()
+        self.assertEqual(c.cmd("RCPT TO:<r@d.test>")[0], 250)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.29)
+
+    def test_drop_after_dot(self):
+        c = self.conn("127.0.2.7")
+        self.assertEqual(self.send_msg(c), [250, 250, 354, None])
+        t, = self.sink.wait_transactions(1, ip="127.0.2.7")
+        self.assertEqual((t["status"], t["final_reply"]), ("dropped", None))
+        self.assertEqual(t["sha256"], sha256(b"x\r\n"))
+        conn, = self.sink.wait_connections(1, ip="127.0.2.7")
+        self.assertEqual(conn["close"], "drop")
+
+    def test_drop_at_greeting(self):
+        c = self.conn("127.0.2.8", ehlo=False)
+        self.assertEqual(c.reply(), (None, []))
+
+    def test_hang(self):
+        c = self.conn("127.0.2.9", ehlo=False)
+        self.assertEqual(c.reply(timeout=0.5)[0], "timeout")
+        c.close()
+        conn, = self.sink.wait_connections(1, ip="127.0.2.9")
+        self.assertEqual(conn["close"], "peer")
+        c = self.conn("127.0.2.13")
+        c.cmd("MAIL FROM:<s@f.test>")
+        c.cmd("RCPT TO:<r@d.test>")
+        c.cmd("DATA")
+        c.send("x\r\n.\r\n")
+        self.assertEqual(c.reply(timeout=0.5)[0], "timeout")
+        self.assertEqual(c.cmd("NOOP")[0], "timeout")  # hung for good
+        t, = self.sink.wait_transactions(1, ip="127.0.2.13")
+        self.assertEqual(t["status"], "hung")
+
+    def test_tempfail_every_third_message(self):
+        c = self.conn("127.0.2.10")
+        self.assertEqual(self.send_msg(c)[-1], 250)
+        self.assertEqual(self.send_msg(c)[-1], 250)
+        self.assertEqual(self.send_msg(c)[-1], 421)
+        self.assertEqual(c.reply()[0], None)
+        c = self.conn("127.0.2.10")
+        self.assertEqual(self.send_msg(c)[-1], 250)
+        st = [t["status"] for t in self.sink.wait_transactions(
+            4, ip="127.0.2.10")]
+        self.assertEqual(st, ["delivered", "delivered", "rejected",
+                              "delivered"])
+
+    def test_extensions_off_and_strict_params(self):
+        c = self.conn("127.0.2.11", ehlo=False)
+        c.reply()
+        code, lines = c.cmd("EHLO f.test")
+        self.assertEqual((code, lines), (250, ["250 mxsink.test"]))
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.test> SIZE=10")[0], 555)
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<a@b.test> NOTIFY=NEVER")[0], 555)
+        self.assertEqual(c.cmd("RCPT TO:<a@b.test>")[0], 250)
+        c.send("BDAT 3 LAST\r\nabc")
+        self.assertEqual(c.reply()[0], 502)
+
+    def test_size_limit(self):
+        c = self.conn("127.0.2.12")
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.test> SIZE=101")[0], 552)
+        self.assertEqual(self.send_msg(c, body="y" * 120 + "\r\n")[-1], 552)
+
+
+class SinkReconfigureTest(unittest.TestCase):
+    def test_reconfigure_and_bad_config(self):
+        w = world.World(self)
+        sink = w.sink("127.0.1.10")
+        with smtplib.SMTP(*sink.addr()) as c:
+            self.assertEqual(c.ehlo()[0], 250)
+        sink.reconfigure({"replies": {"ehlo": "421 4.3.2 shutting down"}})
+        with smtplib.SMTP(*sink.addr()) as c:
+            self.assertEqual(c.ehlo()[0], 421)
+        with self.assertRaises(ValueError) as cm:
+            sink.reconfigure({"max_rcpt": 1})
+        self.assertIn('unknown key "max_rcpt"', str(cm.exception))
+        with smtplib.SMTP(*sink.addr()) as c:  # the old config still holds
+            self.assertEqual(c.ehlo()[0], 421)
+
+    def test_bad_startup_config_is_refused(self):
+        w = world.World(self)
+        with self.assertRaises(RuntimeError) as cm:
+            w.sink("127.0.1.11", config={"drop_at": "nowhere"})
+        self.assertIn("drop_at", str(cm.exception))
 
 
 if __name__ == "__main__":

@@ -465,6 +465,436 @@ class DnsWorld:
                    if n == name and (qtype is None or t == qtype))
 
 
+# ---------------------------------------------------------------- certificates
+
+class Cert:
+    """Paths of a test CA and a server certificate it signed (PEM)."""
+
+    def __init__(self, ca, cert, key, names, ips):
+        self.ca = ca        # CA certificate: the trust anchor for verify
+        self.cert = cert    # server certificate
+        self.key = key      # server private key
+        self.names = names
+        self.ips = ips
+
+
+def _openssl(*args):
+    r = subprocess.run(["openssl"] + list(args), capture_output=True,
+                       timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("openssl %s failed: %s"
+                           % (args[0], r.stderr.decode("utf-8", "replace")))
+
+
+def make_cert(directory, names=("mx.test",), ips=("127.0.0.1",),
+              days=2):
+    """Make (once per directory) a test CA, then a server certificate for
+    DNS names `names` and IP addresses `ips` signed by it (P-256 keys)."""
+    os.makedirs(directory, exist_ok=True)
+    ca, ca_key = (os.path.join(directory, n) for n in ("ca.pem", "ca.key"))
+    if not os.path.exists(ca):
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", ca_key,
+                 "-out", ca, "-days", str(days), "-subj",
+                 "/CN=mxbatch test CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    base = os.path.join(directory, "server-%d" % len(os.listdir(directory)))
+    key, csr, cert, ext = (base + e for e in (".key", ".csr", ".pem",
+                                              ".ext"))
+    san = ["DNS:%s" % n for n in names] + ["IP:%s" % i for i in ips]
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                "subjectAltName=%s\n" % ",".join(san))
+    _openssl("req", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+             "-out", csr, "-subj", "/CN=%s" % (names[0] if names else ips[0]))
+    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+             "-CAcreateserial", "-out", cert, "-days", str(days),
+             "-extfile", ext)
+    return Cert(ca, cert, key, list(names), list(ips))
+
+
+# -------------------------------------------------------------------- sink
+
+def _read_jsonl(path):
+    out = []
+    try:
+        with open(path, "r", errors="replace") as f:
+            for line in f:
+                if line.endswith("\n"):
+                    out.append(json.loads(line))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+class Sink:
+    """tests/tools/mxsink on one or more loopback IPs, port world.smtp_port.
+
+    Sink(world, ["127.0.1.5", "127.0.1.6"], config={...}, tls=False)
+      config      the mxsink JSON behaviour (docs/testing.md), or None
+      tls         False; True (a cert for hostname + the IPs is made); or a
+                  Cert from make_cert()
+      save_bodies keep each body as a file (records get "body_file")
+      hostname    the sink's greeting/EHLO name (config "hostname")
+    Started at construction; stopped by world.close() or .stop().
+    """
+
+    def __init__(self, world, addresses, config=None, tls=False,
+                 save_bodies=False, hostname=None, start=True):
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        self.world = world
+        self.addresses = list(addresses)
+        self.config = dict(config or {})
+        if hostname is not None:
+            self.config["hostname"] = hostname
+        world.sinks.append(self)
+        n = len(world.sinks)
+        self.dir = world.path("sink%d" % n)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(self.dir, "mxsink.jsonl")
+        self.config_path = os.path.join(self.dir, "mxsink.json")
+        self.out_path = os.path.join(self.dir, "mxsink.out")
+        self.bodies_dir = os.path.join(self.dir, "bodies") \
+            if save_bodies else None
+        self.cert = None
+        if tls is True:
+            name = self.config.get("hostname", "mxsink.test")
+            self.cert = make_cert(world.path("certs"), [name],
+                                  self.addresses)
+        elif tls:
+            self.cert = tls
+        self.proc = None
+        self.generation = 0
+        if start:
+            self.start()
+
+    @property
+    def port(self):
+        return self.world.smtp_port
+
+    def addr(self, i=0):
+        """(ip, port) of the i-th address, for socket/smtplib clients."""
+        return (self.addresses[i], self.port)
+
+    def _argv(self):
+        argv = [tool_path("mxsink"), "--log", self.log_path,
+                "--config", self.config_path]
+        for a in self.addresses:
+            host = "[%s]" % a if ":" in a else a
+            argv += ["--listen", "%s:%d" % (host, self.port)]
+        if self.bodies_dir:
+            os.makedirs(self.bodies_dir, exist_ok=True)
+            argv += ["--save-bodies", self.bodies_dir]
+        if self.cert:
+            argv += ["--tls-cert", self.cert.cert, "--tls-key", self.cert.key]
+        return argv
+
+    def _write_config(self, config):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(config, f, indent=1)
+        os.replace(tmp, self.config_path)
+
+    def _out(self):
+        try:
+            with open(self.out_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _ready(self):
+        if any(r.get("type") == "ready" and r.get("pid") == self.proc.pid
+               for r in self.records()):
+            return True
+        if self.proc.poll() is not None:
+            raise RuntimeError("mxsink exited with %s: %s"
+                               % (self.proc.returncode, self._out()))
+        return False
+
+    def start(self):
+        self._write_config(self.config)
+        for attempt in range(5):
+            first = self.world._smtp_port is None
+            if first:
+                self.world._smtp_port = free_port()
+            out = open(self.out_path, "ab")
+            try:
+                self.proc = subprocess.Popen(
+                    self._argv(), stdout=out, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL)
+            finally:
+                out.close()
+            try:
+                wait_until(self._ready, timeout=10, what="mxsink ready")
+                return self
+            except RuntimeError:
+                stop_process(self.proc)
+                self.proc = None
+                if not (first and attempt < 4 and
+                        "cannot listen" in self._out()):
+                    raise
+                self.world._smtp_port = None  # port taken: pick another
+        return self
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+    def reconfigure(self, config, timeout=10):
+        """Replace the behaviour (full config, not a patch): rewrite the file,
+        SIGHUP, wait until mxsink reports it applied; ValueError if refused."""
+        self.config = dict(config)
+        self._write_config(self.config)
+        want = self.generation + 1
+        self.proc.send_signal(signal.SIGHUP)
+
+        def applied():
+            for r in self.records():
+                if r.get("type") == "config" and r.get("generation") == want:
+                    return r
+            return None
+        r = wait_until(applied, timeout=timeout, what="mxsink reload")
+        self.generation = want
+        if not r["ok"]:
+            raise ValueError("mxsink refused its config: %s" % r["error"])
+
+    # -- the log
+    def records(self):
+        """Every JSON record of the log so far (ready/config/transaction/
+        connection/stop)."""
+        return _read_jsonl(self.log_path)
+
+    def _select(self, rtype, ip=None, **match):
+        out = []
+        for r in self.records():
+            if r.get("type") != rtype:
+                continue
+            if ip is not None and r["listen"].rsplit(":", 1)[0].strip("[]") \
+                    != ip:
+                continue
+            if all(r.get(k) == v for k, v in match.items()):
+                out.append(r)
+        return out
+
+    def transactions(self, ip=None, **match):
+        """Transaction records, optionally of one listen IP and/or with
+        fields equal to match (e.g. status="delivered")."""
+        return self._select("transaction", ip, **match)
+
+    def connections(self, ip=None, **match):
+        return self._select("connection", ip, **match)
+
+    def delivered(self, ip=None):
+        """Accepted recipients of delivered transactions, in log order."""
+        return [rc["to"] for t in self.transactions(ip, status="delivered")
+                for rc in t["rcpts"] if rc["reply"] and
+                rc["reply"].startswith("2")]
+
+    def wait_transactions(self, n, timeout=10, ip=None, **match):
+        """Wait until at least n matching transactions are logged."""
+        return wait_until(lambda: (lambda t: t if len(t) >= n else None)(
+            self.transactions(ip, **match)), timeout=timeout,
+            what="%d transactions in %s" % (n, self.log_path))
+
+    def wait_connections(self, n, timeout=10, ip=None, **match):
+        return wait_until(lambda: (lambda c: c if len(c) >= n else None)(
+            self.connections(ip, **match)), timeout=timeout,
+            what="%d connections in %s" % (n, self.log_path))
+
+    def body(self, txn):
+        """The saved body (bytes) of a transaction record (save_bodies=True)."""
+        with open(txn["body_file"], "rb") as f:
+            return f.read()
+
+
+class RawSmtp:
+    """A bare SMTP client for tests that need exact bytes (pipelining, BDAT,
+    faults): send() writes raw bytes, reply() reads one (multi-line) reply
+    as (code, [lines]); code is None when the server closed, "timeout" when
+    it said nothing within the timeout."""
+
+    def __init__(self, addr, timeout=5.0):
+        self.sock = socket.create_connection(addr, timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def reply(self, timeout=None):
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                try:
+                    chunk = self.sock.recv(65536)
+                except socket.timeout:
+                    return ("timeout", lines)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    return (None, lines)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            line = line.decode("utf-8", "replace")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return (int(line[:3]), lines)
+
+    def close(self):
+        self.sock.close()
+
+
+# ------------------------------------------------------------------ daemon
+
+class Daemon:
+    """mxbatchd on a generated INI config in the world's temp dir.
+
+    Daemon(world, sections={"delivery": {"retry_schedule": "1s"},
+                            'site "default"': {"connections": "2"}})
+    The defaults point it at the world: [dns] servers = the DnsWorld,
+    [delivery] smtp_port = world.smtp_port, allow_private_destinations = yes,
+    spool, pid file, routing socket, admin port, token and delivery log in
+    the temp dir. sections override or add keys (a value None drops a key).
+    Started at construction (waits for "mxbatchd started"); stop() sends
+    SIGTERM, SIGKILL after 10 s, and returns the exit status.
+    """
+
+    READY = "mxbatchd started"
+
+    def __init__(self, world, sections=None, start=True, binary=None,
+                 extra_args=()):
+        self.world = world
+        world.daemons.append(self)
+        n = len(world.daemons)
+        self.dir = world.path("daemon%d" % n)
+        os.makedirs(self.dir, exist_ok=True)
+        self.binary = binary or os.path.join(BUILD_DIR, "mxbatchd")
+        self.config_path = os.path.join(self.dir, "mxbatch.conf")
+        self.out_path = os.path.join(self.dir, "mxbatchd.out")
+        self.routing_socket = os.path.join(self.dir, "routing.sock")
+        self.delivery_log = os.path.join(self.dir, "delivery.jsonl")
+        self.token_file = os.path.join(self.dir, "admin.token")
+        self.admin_port = free_port()
+        self.extra_args = list(extra_args)
+        self.sections = self.default_sections()
+        for name, keys in (sections or {}).items():
+            sect = self.sections.setdefault(name, {})
+            for k, v in keys.items():
+                if v is None:
+                    sect.pop(k, None)
+                else:
+                    sect[k] = v
+        self.proc = None
+        if start:
+            self.start()
+
+    def default_sections(self):
+        w = self.world
+        s = {
+            "server": {"hostname": "mxbatch.test",
+                       "pid_file": os.path.join(self.dir, "mxbatchd.pid")},
+            "spool": {"path": os.path.join(self.dir, "spool")},
+            "delivery": {"smtp_port": str(w.smtp_port),
+                         "allow_private_destinations": "yes"},
+            'listen "routing"': {"socket": self.routing_socket},
+            "admin": {"listen": "127.0.0.1:%d" % self.admin_port,
+                      "token_file": self.token_file},
+            "log": {"delivery_log": self.delivery_log},
+        }
+        if w.dns.port is not None:
+            s["dns"] = {"servers": w.dns.server}
+        providers = os.path.join(SOURCE_DIR, "contrib", "providers.conf")
+        if os.path.exists(providers):
+            s["delivery"]["providers_file"] = providers
+        return s
+
+    def config_text(self):
+        out = []
+        for name, keys in self.sections.items():
+            out.append("[%s]" % name)
+            out += ["%s = %s" % (k, v) for k, v in keys.items()]
+            out.append("")
+        return "\n".join(out)
+
+    def start(self, timeout=20):
+        with open(self.config_path, "w") as f:
+            f.write(self.config_text())
+        out = open(self.out_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [self.binary, "--foreground", "--config", self.config_path]
+                + self.extra_args, cwd=self.dir, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        finally:
+            out.close()
+        self.wait_log(self.READY, timeout=timeout)
+        return self
+
+    def log_text(self):
+        try:
+            with open(self.out_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, needle, timeout=20):
+        """Wait until the daemon's stderr/stdout contains needle."""
+        def seen():
+            if needle in self.log_text():
+                return True
+            if self.proc.poll() is not None:
+                raise RuntimeError("mxbatchd exited with %s before logging "
+                                   "%r:\n%s" % (self.proc.returncode, needle,
+                                                self.log_text()[-4000:]))
+            return False
+        return wait_until(seen, timeout=timeout, what=repr(needle))
+
+    def stop(self, timeout=10):
+        """SIGTERM (SIGKILL after timeout); the exit status."""
+        rc = stop_process(self.proc, timeout)
+        return rc
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def delivery_records(self):
+        """The JSON-lines delivery log so far."""
+        return _read_jsonl(self.delivery_log)
+
+    def admin_token(self):
+        with open(self.token_file) as f:
+            return f.read().strip()
+
+    def admin(self, method, path, body=None, timeout=10):
+        """One admin API request: (status, parsed JSON or text)."""
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port,
+                                       timeout=timeout)
+        try:
+            data = json.dumps(body) if body is not None else None
+            c.request(method, path, body=data, headers={
+                "Authorization": "Bearer %s" % self.admin_token(),
+                "Content-Type": "application/json"})
+            r = c.getresponse()
+            text = r.read().decode("utf-8", "replace")
+        finally:
+            c.close()
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, text
+
+
 # -------------------------------------------------------------------- World
 
 class World:
@@ -478,15 +908,35 @@ class World:
     def __init__(self, testcase=None, ttl=300):
         self.dir = tempfile.mkdtemp(prefix="mxb-world-")
         self.dns = DnsWorld(os.path.join(self.dir, "dns"), ttl=ttl)
-        self.smtp_port = None  # chosen by the first Sink
+        self._smtp_port = None
         self.sinks = []
         self.daemons = []
         self._closed = False
         if testcase is not None:
             testcase.addCleanup(self.close)
 
+    @property
+    def smtp_port(self):
+        """The one SMTP port of every sink in this world (the daemon has one
+        [delivery] smtp_port); chosen when first needed."""
+        if self._smtp_port is None:
+            self._smtp_port = free_port()
+        return self._smtp_port
+
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
+
+    def sink(self, addresses, config=None, **kw):
+        """Start a Sink in this world (see Sink)."""
+        return Sink(self, addresses, config, **kw)
+
+    def daemon(self, sections=None, **kw):
+        """Start mxbatchd in this world (see Daemon)."""
+        return Daemon(self, sections, **kw)
+
+    def cert(self, names=("mx.test",), ips=("127.0.0.1",)):
+        """A server certificate signed by this world's test CA."""
+        return make_cert(self.path("certs"), names, ips)
 
     def close(self):
         if self._closed:
