@@ -8,8 +8,11 @@
  *   mxresolve --server 127.0.0.1:5353 --passes 2 --pause 1s example.test
  *   mxresolve --server 127.0.0.1:5353 --query txt 2.0.0.127.bl.test
  *
- * Output: one line per domain and pass (domain mode) or per name (query
- * mode), then {"stats": {...}} with the resolver's and c-ares' counters.
+ * Output: one line per domain and pass (domain mode: the first answer,
+ * plus "answers" = callbacks received, "all_same" = all had its status,
+ * "first_mx" = how often each exchanger came first, which shows the
+ * shuffle of equal preferences) or per name (query mode), then
+ * {"stats": {...}} with the resolver's and c-ares' counters.
  * Exit 0 when everything ran (whatever the DNS said), 1 on setup errors,
  * 2 on usage errors, 3 if the deadline passed with work outstanding.
  */
@@ -34,6 +37,7 @@ struct domain_run {
 	int printed;
 	int same;             /* every answer had the first one's status */
 	json_t *first;
+	json_t *first_mx;     /* name of the first exchanger -> times seen */
 	enum resolve_status status;
 };
 
@@ -137,6 +141,8 @@ finish_pass(struct tool *t)
 		json_object_set_new(d->first, "answers",
 		                    json_integer((json_int_t)d->answers));
 		json_object_set_new(d->first, "all_same", json_boolean(d->same));
+		json_object_set_new(d->first, "first_mx", d->first_mx);
+		d->first_mx = NULL;
 		print_json(d->first);
 		json_decref(d->first);
 		d->first = NULL;
@@ -167,6 +173,12 @@ on_resolved_pair(void *arg, const struct resolve_result *r)
 		d->first = result_json(t, r);
 	}
 	d->same &= d->status == r->status;
+	if (r->n_mx > 0) {
+		json_t *n = json_object_get(d->first_mx, r->mx[0].name);
+
+		json_object_set_new(d->first_mx, r->mx[0].name, json_integer(
+		    n ? json_integer_value(n) + 1 : 1));
+	}
 	if (--t->outstanding == 0)
 		finish_pass(t);
 }
@@ -185,6 +197,8 @@ start_pass(struct tool *t)
 
 		d->answers = 0;
 		d->same = 1;
+		json_decref(d->first_mx);
+		d->first_mx = json_object();
 		d->expected = 0;
 		args[k].t = t;
 		args[k].d = d;
@@ -443,8 +457,10 @@ main(int argc, char **argv)
 	print_stats(&t);
 	if (t.timed_out)
 		rc = 3;
-	for (size_t i = 0; i < t.n_runs; i++)
+	for (size_t i = 0; i < t.n_runs; i++) {
 		json_decref(t.runs[i].first);
+		json_decref(t.runs[i].first_mx);
+	}
 	resolver_free(t.res);
 	dns_free(t.dns);
 	if (t.pause_ev)
