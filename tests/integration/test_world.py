@@ -214,6 +214,8 @@ class SinkSessionTest(unittest.TestCase):
         t = recs[1]
         self.assertEqual((t["tls"], t["status"]), (True, "delivered"))
         self.assertTrue(t["tls_version"].startswith("TLSv1."))
+        conn, = sink.wait_connections(1)
+        self.assertEqual((conn["close"], conn["tls"]), ("quit", True))
         ctx2 = ssl.create_default_context(cafile=sink.cert.ca)
         with smtplib.SMTP("127.0.1.8", sink.port) as c:
             c._host = "wrong.name.test"
@@ -430,6 +432,24 @@ class SinkReconfigureTest(unittest.TestCase):
         with self.assertRaises(RuntimeError) as cm:
             w.sink("127.0.1.11", config={"drop_at": "nowhere"})
         self.assertIn("drop_at", str(cm.exception))
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(world.BUILD_DIR, "mxbatchd")),
+                     "mxbatchd not built")
+class DaemonHelperTest(unittest.TestCase):
+    def test_daemon_runs_on_the_world_config(self):
+        w = world.World(self)
+        w.dns.start()
+        sink = w.sink("127.0.1.12")
+        d = w.daemon({"log": {"level": "debug"}, "server": {"hostname": None}})
+        with open(d.config_path) as f:
+            text = f.read()
+        self.assertIn("servers = %s" % w.dns.server, text)
+        self.assertIn("smtp_port = %d" % sink.port, text)
+        self.assertIn("level = debug", text)
+        self.assertNotIn("hostname", text)
+        self.assertTrue(os.path.exists(os.path.join(d.dir, "mxbatchd.pid")))
+        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":

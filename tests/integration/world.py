@@ -567,6 +567,8 @@ class Sink:
         elif tls:
             self.cert = tls
         self.proc = None
+        self.exit_status = None
+        self.failure = None  # set when mxsink exits badly (World.close raises)
         self.generation = 0
         if start:
             self.start()
@@ -640,7 +642,20 @@ class Sink:
         return self
 
     def stop(self):
-        stop_process(self.proc)
+        """SIGTERM; returns mxsink's exit status (0 unless it failed)."""
+        if self.proc is not None:
+            self.exit_status = stop_process(self.proc)
+            if self.exit_status not in (0, None):
+                self.failure = "mxsink exited with %s: %s" % (
+                    self.exit_status, self._out()[-3000:])
+        self.proc = None
+        return self.exit_status
+
+    def kill(self):
+        """SIGKILL the sink (a dying exchanger); not counted as a failure."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.exit_status = self.proc.wait()
         self.proc = None
 
     def reconfigure(self, config, timeout=10):
@@ -947,5 +962,8 @@ class World:
         for s in reversed(self.sinks):
             s.stop()
         self.dns.stop()
+        failures = [s.failure for s in self.sinks if s.failure]
         if os.environ.get("MXB_KEEP_TMP") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
+        if failures:  # a crashed or leaking sink is a test-world bug
+            raise RuntimeError("\n".join(failures))

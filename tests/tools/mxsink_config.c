@@ -432,6 +432,7 @@ int config_load_file(struct sink *sk, char *err, size_t errlen)
 	for (i = 0; i < sk->n_listeners; i++) {
 		behaviour_free(sk->listeners[i].beh);
 		sk->listeners[i].beh = fresh[i];
+		sk->listeners[i].tempfail_count = 0; /* count from the new config */
 		fresh[i] = NULL;
 	}
 	rc = 0;
