@@ -235,6 +235,58 @@ class SinkSessionTest(unittest.TestCase):
                          ("swaks.test", 2, "delivered"))
         self.assertIn(b"hello swaks", r.stdout)
 
+    def test_swaks_starttls(self):
+        sink = self.w.sink("127.0.1.14", tls=True, hostname="mx.swaks.test")
+        r = subprocess.run(
+            ["swaks", "--server", "127.0.1.14", "--port", str(sink.port),
+             "--from", "sw@a.test", "--to", "t@b.test", "--tls",
+             "--tls-verify", "--tls-ca-path", sink.cert.ca],
+            capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        t, = sink.wait_transactions(1)
+        self.assertEqual((t["tls"], t["status"]), (True, "delivered"))
+
+
+class SinkRobustnessTest(unittest.TestCase):
+    """Bad input gets an error reply and never takes the sink down."""
+
+    def test_garbage_and_long_lines(self):
+        w = world.World(self)
+        sink = w.sink(["127.0.1.13", "::1"])
+        c = world.RawSmtp(sink.addr())
+        self.addCleanup(c.close)
+        c.reply()
+        self.assertEqual(c.cmd("\x00\xff\xfe junk")[0], 500)
+        self.assertEqual(c.cmd("MAIL FROM:<>")[0], 503)  # no EHLO yet
+        self.assertEqual(c.cmd("HELO x")[0], 250)
+        self.assertEqual(c.cmd("MAIL FROM:no-brackets")[0], 501)
+        self.assertEqual(c.cmd("MAIL FROM:<a@b> SIZE=1")[0], 555)  # HELO
+        self.assertEqual(c.cmd("RCPT TO:<a@b>")[0], 503)
+        self.assertEqual(c.cmd("DATA")[0], 503)
+        self.assertEqual(c.cmd("BDAT x")[0], 501)  # unframeable: closed
+        self.assertEqual(c.reply()[0], None)
+        c = world.RawSmtp(sink.addr())
+        self.addCleanup(c.close)
+        c.reply()
+        c.send("NOOP " + "x" * 5000)  # no CRLF, over the line limit
+        self.assertEqual(c.reply()[0], 500)
+        self.assertEqual(c.reply()[0], None)
+        c = world.RawSmtp(sink.addr(1))  # IPv6 listener
+        self.addCleanup(c.close)
+        self.assertEqual(c.reply()[0], 220)
+        c.send(bytes(range(256)) * 20 + b"\r\nQUIT\r\n")
+        codes = []
+        while True:
+            code = c.reply()[0]
+            if code is None:
+                break
+            codes.append(code)
+        self.assertEqual(codes[-1], 221)
+        closes = [x["close"] for x in sink.wait_connections(3)]
+        self.assertEqual(sorted(closes), ["error", "line_too_long", "quit"])
+        self.assertEqual(sink.connections(ip="::1")[0]["close"], "quit")
+        self.assertIsNone(sink.proc.poll())
+
 
 class SinkFaultTest(unittest.TestCase):
     """Each fault mode, one listen address per fault in one mxsink."""

@@ -255,6 +255,12 @@ class _BlackholeUpstream:
     def close(self):
         self.sock.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 # ------------------------------------------------------------------ dnsmasq
 
@@ -767,6 +773,12 @@ class RawSmtp:
 
     def close(self):
         self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # ------------------------------------------------------------------ daemon
