@@ -40,11 +40,13 @@ struct dns_query {
 	dns_cb cb;
 	void *arg;
 	int cancelled;
+	int queued;            /* waiting for a free in-flight slot */
 	int starting;          /* inside ares_query() */
 	int sync_done;         /* c-ares answered inside ares_query() */
 	int sync_status;
 	struct event *defer;   /* delivers a sync_done answer from the loop */
 	struct dns_query *prev, *next;
+	struct dns_query *wnext;  /* FIFO of queued queries */
 };
 
 struct dns {
@@ -53,6 +55,8 @@ struct dns {
 	struct event *timer;
 	struct dns_sock *socks;
 	struct dns_query *queries;
+	struct dns_query *wait_head, *wait_tail;
+	unsigned inflight, max_inflight;
 	int destroying;
 	struct dns_stats stats;
 };
@@ -258,6 +262,7 @@ dns_new(struct event_base *base, const struct dns_options *opt,
 		return NULL;
 	}
 	dns->base = base;
+	dns->max_inflight = opt && opt->max_inflight ? opt->max_inflight : 64;
 	dns->timer = evtimer_new(base, dns_on_timer, dns);
 	if (dns_channel_init(dns, opt, err, errlen) != 0) {
 		dns_free(dns);
@@ -267,6 +272,8 @@ dns_new(struct event_base *base, const struct dns_options *opt,
 }
 
 static void dns_query_free(struct dns_query *q);
+static void dns_on_answer(void *arg, int status, int timeouts,
+                          unsigned char *abuf, int alen);
 
 void
 dns_free(struct dns *dns)
@@ -295,6 +302,7 @@ void
 dns_get_stats(const struct dns *dns, struct dns_stats *out)
 {
 	*out = dns->stats;
+	out->inflight = dns->inflight;
 }
 
 /* ---- answers ---- */
@@ -549,6 +557,40 @@ dns_on_defer(evutil_socket_t fd, short what, void *arg)
 	dns_query_finish(q, q->sync_status, NULL, 0);
 }
 
+/* dns_start - hand one query to c-ares */
+static void
+dns_start(struct dns_query *q)
+{
+	struct dns *dns = q->dns;
+
+	dns->inflight++;
+	dns->stats.sent[q->type]++;
+	q->starting = 1;
+	ares_query(dns->ch, q->name, 1 /* C_IN */, qtypes[q->type],
+	           dns_on_answer, q);
+	q->starting = 0;
+}
+
+/* dns_pump - start queued queries while in-flight slots are free */
+static void
+dns_pump(struct dns *dns)
+{
+	struct dns_query *q;
+
+	while (dns->inflight < dns->max_inflight &&
+	       (q = dns->wait_head) != NULL) {
+		dns->wait_head = q->wnext;
+		if (dns->wait_head == NULL)
+			dns->wait_tail = NULL;
+		q->queued = 0;
+		if (q->cancelled)
+			dns_query_free(q);
+		else
+			dns_start(q);
+	}
+	dns_arm_timer(dns);
+}
+
 /* dns_on_answer - c-ares callback; answers from inside ares_query() are
  * deferred so that no owner callback runs inside dns_query() */
 static void
@@ -556,17 +598,21 @@ dns_on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
               int alen)
 {
 	struct dns_query *q = arg;
+	struct dns *dns = q->dns;
 	struct timeval zero = { 0, 0 };
 
 	(void)timeouts;
+	dns->inflight--;
 	if (q->starting && status != ARES_EDESTRUCTION) {
 		q->sync_done = 1;
 		q->sync_status = status == ARES_SUCCESS ? ARES_EBADRESP : status;
 		q->defer = evtimer_new(q->dns->base, dns_on_defer, q);
 		evtimer_add(q->defer, &zero);
-		return;
+		return;   /* dns_pump() goes on with the next one */
 	}
 	dns_query_finish(q, status, abuf, alen);
+	if (!dns->destroying)
+		dns_pump(dns);
 }
 
 struct dns_query *
@@ -587,12 +633,14 @@ dns_query(struct dns *dns, enum dns_type type, const char *name, dns_cb cb,
 	if (q->next != NULL)
 		q->next->prev = q;
 	dns->queries = q;
-	dns->stats.sent[type]++;
 	dns->stats.pending++;
-	q->starting = 1;
-	ares_query(dns->ch, name, 1 /* C_IN */, qtypes[type], dns_on_answer, q);
-	q->starting = 0;
-	dns_arm_timer(dns);
+	q->queued = 1;
+	if (dns->wait_tail != NULL)
+		dns->wait_tail->wnext = q;
+	else
+		dns->wait_head = q;
+	dns->wait_tail = q;
+	dns_pump(dns);
 	return q;
 }
 

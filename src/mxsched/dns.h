@@ -50,6 +50,10 @@ struct dns_options {
 	                       * the system's resolvers (/etc/resolv.conf) */
 	uint64_t timeout_ms;  /* first try's timeout; 0 = 2000 */
 	int tries;            /* attempts per server; 0 = 2 */
+	unsigned max_inflight;/* queries handed to c-ares at once; more wait
+	                       * in FIFO order. A burst of a thousand lost
+	                       * answers at a local dnsmasq (socket buffer)
+	                       * and cost a retry timeout; 0 = 64 */
 };
 
 struct dns_mx {
@@ -88,7 +92,8 @@ struct dns_stats {
 	uint64_t sent[4];     /* queries started, by enum dns_type */
 	uint64_t answers[DNS_ERROR + 1]; /* callbacks by enum dns_status */
 	uint64_t cancelled;
-	uint64_t pending;     /* queries in flight now */
+	uint64_t pending;     /* queries not yet answered (queued included) */
+	uint64_t inflight;    /* ... of which handed to c-ares */
 };
 
 /* New channel on base. NULL on error, with the reason in err. */

@@ -59,7 +59,7 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: mxresolve [--server ADDR[:PORT],...] [--timeout DUR] "
-	    "[--tries N]\n"
+	    "[--tries N] [--max-inflight N]\n"
 	    "         [--min-ttl DUR] [--max-ttl DUR] [--negative-ttl DUR] "
 	    "[--temp-ttl DUR]\n"
 	    "         [--max-entries N] [--no-ipv6] [--providers FILE] "
@@ -332,6 +332,7 @@ static const struct option long_opts[] = {
 	{ "server", required_argument, NULL, 's' },
 	{ "timeout", required_argument, NULL, 't' },
 	{ "tries", required_argument, NULL, 'T' },
+	{ "max-inflight", required_argument, NULL, 'I' },
 	{ "min-ttl", required_argument, NULL, 'm' },
 	{ "max-ttl", required_argument, NULL, 'M' },
 	{ "negative-ttl", required_argument, NULL, 'n' },
@@ -379,7 +380,7 @@ int
 main(int argc, char **argv)
 {
 	struct tool t;
-	struct dns_options dopt = { NULL, 0, 0 };
+	struct dns_options dopt = { NULL, 0, 0, 0 };
 	struct resolve_options ropt = { 60000, 0, 0, 0, 0, 0, 0 };
 	const char *providers = NULL;
 	enum dns_type qtype = DNS_T_A;
@@ -396,6 +397,8 @@ main(int argc, char **argv)
 		case 's': dopt.servers = optarg; break;
 		case 't': dopt.timeout_ms = dur_arg("timeout", optarg); break;
 		case 'T': dopt.tries = (int)num_arg("tries", optarg, 1); break;
+		case 'I': dopt.max_inflight = (unsigned)num_arg("max-inflight",
+		                                                optarg, 1); break;
 		case 'm': ropt.min_ttl_ms = dur_arg("min-ttl", optarg); break;
 		case 'M': ropt.max_ttl_ms = dur_arg("max-ttl", optarg); break;
 		case 'n': ropt.negative_ttl_ms = dur_arg("negative-ttl", optarg);

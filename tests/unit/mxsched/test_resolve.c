@@ -33,6 +33,7 @@ struct fx {
 	struct dns *dns;
 	struct resolver *res;
 	struct resolve_options ropt;
+	unsigned max_inflight;
 };
 
 /* what one callback saw, copied out of the result */
@@ -54,7 +55,8 @@ struct seen {
 static struct fx *
 fx_start(struct fx *f)
 {
-	struct dns_options dopt = { fakedns_server(f->fake), 300, 1 };
+	struct dns_options dopt = { fakedns_server(f->fake), 300, 1,
+		f->max_inflight };
 	char err[256];
 
 	f->dns = dns_new(f->base, &dopt, err, sizeof(err));
@@ -488,6 +490,54 @@ test_resolve_eviction(void **state)
 	s = resolve1(f, "d0.test");          /* evicted: asked again */
 	assert_int_equal(s.status, RESOLVE_OK);
 	assert_int_equal(fakedns_count(f->fake, "d0.test", T_MX), 2);
+}
+
+static void
+on_count(void *arg, const struct dns_answer *a)
+{
+	(void)a;
+	++*(int *)arg;
+}
+
+void
+test_resolve_inflight_cap(void **state)
+{
+	int filled = 0, never = 0;
+	struct fx *f = *state;
+	static struct seen s[300];
+	struct dns_stats ds;
+	char name[64];
+	int calls = 0;
+
+	f->max_inflight = 3;
+	fx_start(f);
+	memset(s, 0, sizeof(s));
+	/* three slots taken by raw queries; a cancelled query waiting for
+	 * a slot is never sent */
+	for (int i = 0; i < 3; i++)
+		dns_lookup_a(f->dns, "fill.test", on_count, &filled);
+	dns_cancel(dns_lookup_txt(f->dns, "never.test", on_count, &never));
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "cap%d.test", i);
+		fakedns_add(f->fake, name, T_A, "127.0.1.1", 300);
+		resolve_domain(f->res, name, on_seen, &s[i]);
+	}
+	dns_get_stats(f->dns, &ds);
+	assert_true(ds.inflight <= 3);
+	while (calls < 100) {
+		run(f, &s[99].calls, 1);
+		calls = 0;
+		for (int i = 0; i < 100; i++)
+			calls += s[i].calls;
+		dns_get_stats(f->dns, &ds);
+		assert_true(ds.inflight <= 3);
+	}
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(s[i].status, RESOLVE_OK);
+	assert_int_equal(fakedns_count(f->fake, NULL, T_MX), 100);
+	assert_int_equal(fakedns_count(f->fake, "never.test", 0), 0);
+	assert_int_equal(never, 0);
+	assert_int_equal(filled, 3);
 }
 
 /* ---- raw queries (the block-list monitor's A + TXT) ---- */

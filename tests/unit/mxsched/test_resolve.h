@@ -21,6 +21,7 @@ void test_resolve_cache_ttl(void **state);
 void test_resolve_cancel(void **state);
 void test_resolve_invalid_and_literal(void **state);
 void test_resolve_eviction(void **state);
+void test_resolve_inflight_cap(void **state);
 void test_dns_raw_queries(void **state);
 
 #define RT(f) cmocka_unit_test_setup_teardown(f, resolve_setup, \
@@ -33,6 +34,6 @@ void test_dns_raw_queries(void **state);
 	RT(test_resolve_no_addresses), RT(test_resolve_partial), \
 	RT(test_resolve_cache_ttl), RT(test_resolve_cancel), \
 	RT(test_resolve_invalid_and_literal), RT(test_resolve_eviction), \
-	RT(test_dns_raw_queries)
+	RT(test_resolve_inflight_cap), RT(test_dns_raw_queries)
 
 #endif
