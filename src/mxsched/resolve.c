@@ -669,6 +669,7 @@ job_deliver(struct rjob *job, struct rout *o)
 			job->reqs->prev = NULL;
 		else
 			job->reqs_tail = NULL;
+		q->job = NULL;               /* being answered: cancel is a no-op */
 		if (n > 0) {
 			memcpy(tmp, o->mx, n * sizeof(*tmp));
 			resolve_mx_order(tmp, n, &r->rng);
@@ -1038,9 +1039,8 @@ resolve_cancel(struct resolve_req *q)
 {
 	struct rjob *job;
 
-	if (q == NULL)
+	if (q == NULL || (job = q->job) == NULL)
 		return;
-	job = q->job;
 	if (q->prev != NULL)
 		q->prev->next = q->next;
 	else

@@ -12,8 +12,10 @@
  * Concurrent calls for one domain share one resolution (one MX query, one
  * A and one AAAA query per exchanger); exchanger addresses are cached per
  * host name and shared by every domain using that host. resolver_free()
- * drops pending requests without calling them; never call it (or
- * resolve_cancel() on the request being answered) from inside a callback.
+ * drops pending requests without calling them; never call it from inside
+ * a callback. resolve_cancel() of the request being answered, from inside
+ * its own callback, is a no-op; after the callback returns, the handle is
+ * gone.
  */
 #ifndef MXB_MXSCHED_RESOLVE_H
 #define MXB_MXSCHED_RESOLVE_H
@@ -88,8 +90,8 @@ struct resolve_stats {
 	uint64_t ok, temp, perm;    /* callbacks by status */
 };
 
-/* opt may be NULL: the defaults above and min_ttl 60s. dns stays owned by the caller and must
- * outlive the resolver. */
+/* opt may be NULL: the defaults above and min_ttl 60s. dns stays owned
+ * by the caller and must outlive the resolver. */
 struct resolver *resolver_new(struct event_base *base, struct dns *dns,
                               const struct resolve_options *opt);
 void resolver_free(struct resolver *r);

@@ -412,9 +412,27 @@ test_resolve_cache_ttl(void **state)
 	assert_int_equal(fakedns_count(f->fake, "z.test", T_MX), 2);
 }
 
+/* a callback that cancels its own request and the next one */
+struct selfcancel {
+	struct resolve_req *self, *other;
+	int calls;
+};
+
+static void
+on_selfcancel(void *arg, const struct resolve_result *r)
+{
+	struct selfcancel *c = arg;
+
+	(void)r;
+	c->calls++;
+	resolve_cancel(c->self);     /* no-op: it is being answered */
+	resolve_cancel(c->other);
+}
+
 void
 test_resolve_cancel(void **state)
 {
+	struct selfcancel sc1 = { NULL, NULL, 0 }, sc2 = { NULL, NULL, 0 };
 	struct fx *f = *state;
 	struct seen s[10], last;
 	struct resolve_req *q[10];
@@ -440,6 +458,14 @@ test_resolve_cancel(void **state)
 	assert_int_equal(last.status, RESOLVE_OK);
 	assert_int_equal(s[0].calls, 0);
 	assert_int_equal(fakedns_count(f->fake, "gone.test", T_MX), 1);
+	/* cancels from inside callbacks */
+	sc1.self = resolve_domain(f->res, "k.test", on_selfcancel, &sc1);
+	sc2.self = resolve_domain(f->res, "k.test", on_selfcancel, &sc2);
+	sc1.other = sc2.self;
+	run(f, &sc1.calls, 1);
+	last = resolve1(f, "k.test");
+	assert_int_equal(sc1.calls, 1);
+	assert_int_equal(sc2.calls, 0);
 	/* pending at teardown: resolver_free drops it without a call */
 	resolve_domain(f->res, "pending.test", on_seen, &s[0]);
 }
