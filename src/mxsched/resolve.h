@@ -61,8 +61,9 @@ struct resolve_result {
 	int null_mx;                /* RFC 7505 null MX */
 	const char *site_key;       /* sitekey.h format; NULL unless OK */
 	const struct resolve_mx *mx;/* preference order, ties shuffled */
-	size_t n_mx;                /* every exchanger, with or without
-	                             * addresses; 0 unless OK */
+	size_t n_mx;                /* every exchanger (at most the 10 most
+	                             * preferred), with or without addresses;
+	                             * 0 unless OK */
 	uint64_t ttl_ms;            /* how long this answer stays valid */
 };
 

@@ -193,6 +193,15 @@ class TestResolution(DnsCase):
         self.assertEqual(r["status"], "ok")
         self.assertEqual(r["mx"][0]["name"], "mx-alias.alias.test")
 
+    def test_internationalized_domain(self):
+        self.dns.add_mx("xn--bcher-kva.test", [(10, "mx.xn--bcher-kva.test")])
+        self.dns.add_a("mx.xn--bcher-kva.test", ["127.0.1.23"])
+        self.dns.start()
+        r = self.resolve("B\u00fccher.test")
+        self.assertEqual(r["status"], "ok")
+        self.assertEqual(r["domain"], "xn--bcher-kva.test")
+        self.assertEqual(r["mx"][0]["addresses"], ["127.0.1.23"])
+
     def test_invalid_names_are_refused_without_a_query(self):
         self.dns.start()
         answers, _ = self.mxresolve("--", "bad..name.test", "-lead.test",
