@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -441,6 +442,20 @@ handle_line(struct smtpc_conn *c, const char *line, size_t len)
 	return 0;
 }
 
+/* quickack - ACK the server's replies at once: a server that writes its
+ * pipelined replies in pieces and uses Nagle would otherwise wait for our
+ * delayed ACK (40 ms) before sending the last reply of a group */
+static void
+quickack(struct smtpc_conn *c, struct bufferevent *bev)
+{
+	int one = 1;
+	evutil_socket_t fd;
+
+	if (c->bev == bev && !c->free_pending && c->state != SMTPC_S_READY &&
+	    (fd = bufferevent_getfd(bev)) >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
@@ -464,6 +479,7 @@ on_read(struct bufferevent *bev, void *arg)
 		if (handle_line(c, line, len) < 0)
 			break;
 	}
+	quickack(c, bev);
 	smtpc_conn_leave(c);
 }
 
@@ -638,6 +654,7 @@ open_socket(struct smtpc_conn *c, int family, char *why, size_t wlen)
 	struct smtpc_target st = { 0, c->source_addr };
 	socklen_t slen = 0;
 	evutil_socket_t fd;
+	int one = 1;
 
 	if (c->source_addr != NULL &&
 	    (target_sockaddr(c, &st, &src, &slen) < 0 || src.ss_family != family)) {
@@ -651,6 +668,8 @@ open_socket(struct smtpc_conn *c, int family, char *why, size_t wlen)
 	}
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
+	/* we write whole command groups; Nagle would only delay the last one */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (c->source_addr != NULL) {
 		((struct sockaddr_in *)&src)->sin_port = 0;
 		if (bind(fd, (struct sockaddr *)&src, slen) < 0) {
