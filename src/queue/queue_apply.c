@@ -1,7 +1,8 @@
 /*
  * queue_apply.c - what each op writes, on the store thread, into the
- * round's WriteBatchWithIndex (reads go through the batch, so an op sees
- * the writes of the ops before it in the same round).
+ * round's WriteBatch. Envelope and recipient records written in the round
+ * are also kept in the round cache, and reads look there first, so an op
+ * sees the writes of the ops before it in the same round.
  *
  * Lifecycle: a recipient record is QUEUED (with a due-index key), INFLIGHT
  * (with an inflight key holding its due time) or HELD (no index key).
@@ -20,7 +21,7 @@ static const char qkey_counters[] = "counters";
 
 /* ---- small helpers over the round's batch ---- */
 
-/* wget - read through the batch; NULL if absent; *bad set on error */
+/* wget - read through the round cache; NULL if absent; *bad on error */
 static char *
 wget(struct qround *r, int cf, const unsigned char *k, size_t klen,
      size_t *vlen, int *bad)
@@ -28,8 +29,10 @@ wget(struct qround *r, int cf, const unsigned char *k, size_t klen,
 	struct queue *q = r->q;
 	char *e = NULL, *v;
 
-	v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(r->wb, q->db,
-	    q->ropts, q->cf[cf], (const char *)k, klen, vlen, &e);
+	if (qrcache_get(r->rc, cf, k, klen, &v, vlen))
+		return v;
+	v = rocksdb_get_cf(q->db, q->ropts, q->cf[cf], (const char *)k, klen,
+	    vlen, &e);
 	if (e) {
 		log_warnx("-", "spool %s: read: %s", q->path, e);
 		rocksdb_free(e);
@@ -43,15 +46,19 @@ static void
 wput(struct qround *r, int cf, const unsigned char *k, size_t klen,
      const char *v, size_t vlen)
 {
-	rocksdb_writebatch_wi_put_cf(r->wb, r->q->cf[cf], (const char *)k, klen,
+	rocksdb_writebatch_put_cf(r->wb, r->q->cf[cf], (const char *)k, klen,
 	    v, vlen);
+	if (cf == QCF_MSG || cf == QCF_RCPT)
+		qrcache_set(r->rc, cf, k, klen, v, vlen);
 }
 
 static void
 wdel(struct qround *r, int cf, const unsigned char *k, size_t klen)
 {
-	rocksdb_writebatch_wi_delete_cf(r->wb, r->q->cf[cf], (const char *)k,
+	rocksdb_writebatch_delete_cf(r->wb, r->q->cf[cf], (const char *)k,
 	    klen);
+	if (cf == QCF_MSG || cf == QCF_RCPT)
+		qrcache_set(r->rc, cf, k, klen, NULL, 0);
 }
 
 /* env_get - load an envelope: 1 found, 0 absent, -1 error */
@@ -176,12 +183,12 @@ qapply_counters(struct qround *r)
 	unsigned char v[QCNT_FIELDS * 8];
 
 	qcnt_encode(&r->q->cnt, v);
-	rocksdb_writebatch_wi_put_cf(r->wb, r->q->cf[QCF_DEFAULT],
+	rocksdb_writebatch_put_cf(r->wb, r->q->cf[QCF_DEFAULT],
 	    qkey_counters, sizeof(qkey_counters) - 1, (const char *)v,
 	    sizeof(v));
 }
 
-/* ---- failed-chunk ids ---- */
+/* ---- failed-chunk ids (q->lock: the sync thread adds to them) ---- */
 
 void
 qfail_add(struct queue *q, queue_msgid id, enum queue_status st)
@@ -190,29 +197,35 @@ qfail_add(struct queue *q, queue_msgid id, enum queue_status st)
 
 	f->id = id;
 	f->st = st;
+	pthread_mutex_lock(&q->lock);
 	f->next = q->failed;
 	q->failed = f;
+	pthread_mutex_unlock(&q->lock);
 }
 
-/* qfail_find - status of a failed id (0 = none); remove if asked */
+/* qfail_find - status of a failed id (QUEUE_OK = none); remove if asked */
 static enum queue_status
 qfail_find(struct queue *q, queue_msgid id, int remove)
 {
-	for (struct qfail **pp = &q->failed; *pp; pp = &(*pp)->next) {
-		struct qfail *f = *pp;
-		enum queue_status st = f->st;
+	enum queue_status st = QUEUE_OK;
+	struct qfail **pp;
 
-		if (f->id != id)
+	pthread_mutex_lock(&q->lock);
+	for (pp = &q->failed; *pp;) {
+		struct qfail *f = *pp;
+
+		if (f->id != id) {
+			pp = &f->next;
 			continue;
-		if (remove) {
-			*pp = f->next;
-			free(f);
-			/* duplicates (several failed chunks) go too */
-			qfail_find(q, id, 1);
 		}
-		return st;
+		st = f->st;
+		if (!remove)
+			break;
+		*pp = f->next; /* duplicates (several failed chunks) go too */
+		free(f);
 	}
-	return QUEUE_OK;
+	pthread_mutex_unlock(&q->lock);
+	return st;
 }
 
 void

@@ -160,12 +160,20 @@ struct queue {
 	uint64_t backlog;               /* CHUNK bytes pending (lock) */
 	struct queue_counters published; /* counters as last written (lock) */
 
-	/* store thread only */
-	struct queue_counters cnt;      /* working copy */
+	/* sync thread: rounds written, waiting for their WAL sync (lock) */
+	pthread_t sync_thread;
+	int sync_started, sync_stop;
+	pthread_cond_t sync_cond;
+	struct qop *syncq, **syncq_tail;
 	int db_broken;                  /* a write failed: reopen first */
 	enum queue_status broken_st;
-	uint64_t last_reopen_ms;
 	struct qfail *failed;           /* ids whose body chunk failed */
+
+	/* store thread only */
+	rocksdb_writebatch_t *wb;       /* reused round after round */
+	struct qrcache *rc;
+	struct queue_counters cnt;      /* working copy */
+	uint64_t last_reopen_ms;
 
 	/* loop thread only */
 	queue_msgid last_id;
@@ -193,8 +201,20 @@ void queue_counters_fix(struct queue *q, const struct queue_counters *c);
 /* queue_apply.c (store thread, inside a round) */
 struct qround {
 	struct queue *q;
-	rocksdb_writebatch_wi_t *wb;
+	rocksdb_writebatch_t *wb;
+	struct qrcache *rc;
 };
+
+/* queue_rcache.c: msg/rcpt records written in the current round */
+struct qrcache;
+struct qrcache *qrcache_new(void);
+void qrcache_clear(struct qrcache *c);
+void qrcache_free(struct qrcache *c);
+/* 1 if the round wrote the key (*val NULL if it deleted it), else 0 */
+int qrcache_get(struct qrcache *c, int cf, const unsigned char *k,
+                size_t klen, char **val, size_t *vlen);
+void qrcache_set(struct qrcache *c, int cf, const unsigned char *k,
+                 size_t klen, const char *val, size_t vlen);
 void qapply(struct qround *r, struct qop *op);
 /* ids whose body chunk failed: their commit must fail too */
 struct qfail { struct qfail *next; queue_msgid id; enum queue_status st; };

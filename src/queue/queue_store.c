@@ -1,26 +1,34 @@
 /*
- * queue_store.c - the store thread and its group commit.
+ * queue_store.c - the store thread, the sync thread, and group commit.
  *
  * The loop thread appends ops to q->pending and signals q->cond. The store
  * thread takes every op pending at the start of a round, applies them in
- * order to one WriteBatchWithIndex (later ops read earlier ones' writes),
- * and writes it with the WAL synced: one fsync per round, however many
- * submissions and outcomes it carries. A round whose batch grows beyond
- * max_round_bytes (large bodies) is written as several batches, only the
- * last one synced (a WAL sync covers every earlier write).
+ * order to one WriteBatch (later ops read earlier ones' writes through the
+ * round cache) and writes it to RocksDB without a sync, then hands the
+ * round to the sync thread and starts the next round at once. The sync
+ * thread syncs the WAL once for every round written since its last sync
+ * (rocksdb_flush_wal(sync=1) = DB::SyncWAL, which covers every earlier
+ * write) and only then completes their ops. So the fsync of round k
+ * overlaps the building and writing of round k+1: one fsync per round or
+ * fewer, never one per message. A round whose batch grows beyond
+ * max_round_bytes (large bodies) is written as several batches.
  *
- * If a write fails, every op of the round fails with that status (disk
- * full or temporary), RocksDB is closed and reopened before the next
- * round (RocksDB refuses writes after a failed WAL write until reopened),
+ * A write that is not yet synced is already visible to readers: a claim
+ * may see recipients of a message whose submitter is still waiting for its
+ * ack. A crash then loses the message (never acknowledged) after a
+ * possible delivery: at-least-once, as for any in-flight recipient.
+ *
+ * If a write or a sync fails, every op of that round fails with that
+ * status (disk full or temporary), RocksDB is closed and reopened before
+ * the next round (RocksDB refuses writes after a failed WAL write), the
  * counters are reloaded from disk, and bodies of failed submissions are
- * deleted by an internal abort op. Finished ops go to q->done and the loop
+ * deleted by internal abort ops. Finished ops go to q->done and the loop
  * is woken through the eventfd, where their callbacks run.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/eventfd.h>
 
 #include "core/core.h"
 #include "queue/queue_internal.h"
@@ -65,6 +73,16 @@ qstore_submit(struct queue *q, struct qop *op)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* qstore_broken - note a failed write or sync (any thread) */
+static void
+qstore_broken(struct queue *q, enum queue_status st)
+{
+	pthread_mutex_lock(&q->lock);
+	q->db_broken = 1;
+	q->broken_st = st;
+	pthread_mutex_unlock(&q->lock);
+}
+
 /* qstore_reopen - close and reopen RocksDB after a failed write */
 static int
 qstore_reopen(struct queue *q)
@@ -88,8 +106,8 @@ qstore_reopen(struct queue *q)
 		return -1;
 	pthread_mutex_lock(&q->lock);
 	q->published = q->cnt;
-	pthread_mutex_unlock(&q->lock);
 	q->db_broken = 0;
+	pthread_mutex_unlock(&q->lock);
 	log_info("-", "spool %s: reopened after a failed write; writes resume",
 	    q->path);
 	return 0;
@@ -97,26 +115,24 @@ qstore_reopen(struct queue *q)
 
 /* qstore_write - write the batch (and reset it); status of the write */
 static enum queue_status
-qstore_write(struct qround *r, int sync)
+qstore_write(struct qround *r)
 {
 	struct queue *q = r->q;
 	char *e = NULL;
 	enum queue_status st = QUEUE_OK;
 
-	if (rocksdb_writebatch_wi_count(r->wb) == 0 && !sync)
+	if (rocksdb_writebatch_count(r->wb) == 0)
 		return QUEUE_OK;
 	qapply_counters(r);
-	rocksdb_write_writebatch_wi(q->db, sync ? q->wsync : q->wnosync,
-	    r->wb, &e);
+	rocksdb_write(q->db, q->wnosync, r->wb, &e);
 	if (e) {
 		st = qdb_status_of(e);
 		log_warnx("-", "spool %s: write failed (%s): %s", q->path,
 		    queue_status_to_text(st), e);
 		rocksdb_free(e);
-		q->db_broken = 1;
-		q->broken_st = st;
+		qstore_broken(q, st);
 	}
-	rocksdb_writebatch_wi_clear(r->wb);
+	rocksdb_writebatch_clear(r->wb);
 	return st;
 }
 
@@ -141,6 +157,7 @@ qstore_cleanup_failed(struct queue *q, struct qop *ops)
 		q->pending = ab;
 		if (q->pending_tail == &q->pending)
 			q->pending_tail = &ab->next;
+		pthread_cond_signal(&q->cond);
 		pthread_mutex_unlock(&q->lock);
 	}
 }
@@ -157,38 +174,45 @@ qstore_fail_all(struct queue *q, struct qop *ops, enum queue_status st)
 	qstore_cleanup_failed(q, ops);
 }
 
-/* qstore_round - apply and durably write every op of one round */
-static void
+/* qstore_round - apply and write every op of one round; 0 if written */
+static int
 qstore_round(struct queue *q, struct qop *ops)
 {
-	struct qround r = { q, NULL };
+	struct qround r = { q, q->wb, q->rc };
 	enum queue_status st = QUEUE_OK;
 	size_t size;
+	int broken;
 
-	if (q->db_broken && qstore_reopen(q) < 0) {
-		qstore_fail_all(q, ops, q->broken_st);
-		return;
+	pthread_mutex_lock(&q->lock);
+	broken = q->db_broken;
+	st = q->broken_st;
+	pthread_mutex_unlock(&q->lock);
+	if (broken && qstore_reopen(q) < 0) {
+		qstore_fail_all(q, ops, st);
+		return -1;
 	}
-	r.wb = rocksdb_writebatch_wi_create(0, 1);
+	st = QUEUE_OK;
 	for (struct qop *op = ops; op && st == QUEUE_OK; op = op->next) {
 		qapply(&r, op);
-		rocksdb_writebatch_wi_data(r.wb, &size);
-		if (size >= q->opts.max_round_bytes && op->next)
-			st = qstore_write(&r, 0);
+		rocksdb_writebatch_data(r.wb, &size);
+		if (size >= q->opts.max_round_bytes)
+			st = qstore_write(&r);
 	}
 	if (st == QUEUE_OK)
-		st = qstore_write(&r, 1);
-	rocksdb_writebatch_wi_destroy(r.wb);
+		st = qstore_write(&r);
+	rocksdb_writebatch_clear(r.wb);
+	qrcache_clear(r.rc);
 	if (st != QUEUE_OK) {
 		qstore_fail_all(q, ops, st);
-		return;
+		return -1;
 	}
 	pthread_mutex_lock(&q->lock);
 	q->published = q->cnt;
 	pthread_mutex_unlock(&q->lock);
+	return 0;
 }
 
-/* qstore_finish - hand a finished round to the loop */
+/* qstore_finish - hand finished ops to the loop (any thread) */
 static void
 qstore_finish(struct queue *q, struct qop *ops)
 {
@@ -208,6 +232,21 @@ qstore_finish(struct queue *q, struct qop *ops)
 		log_warn("-", "spool %s: eventfd write", q->path);
 }
 
+/* qstore_to_sync - a written round waits for the next WAL sync */
+static void
+qstore_to_sync(struct queue *q, struct qop *ops)
+{
+	struct qop *last = ops;
+
+	while (last->next)
+		last = last->next;
+	pthread_mutex_lock(&q->lock);
+	*q->syncq_tail = ops;
+	q->syncq_tail = &last->next;
+	pthread_cond_signal(&q->sync_cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
 /* qstore_main - the store thread: rounds until closed and drained */
 static void *
 qstore_main(void *arg)
@@ -225,7 +264,64 @@ qstore_main(void *arg)
 		q->pending = NULL;
 		q->pending_tail = &q->pending;
 		pthread_mutex_unlock(&q->lock);
-		qstore_round(q, ops);
+		if (qstore_round(q, ops) == 0)
+			qstore_to_sync(q, ops);
+		else
+			qstore_finish(q, ops);
+		pthread_mutex_lock(&q->lock);
+		if (q->closing && q->db_broken && q->pending &&
+		    q->pending->internal)
+			break; /* cleanup is left to recovery at next open */
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+/* qsync_wal - sync the WAL; status */
+static enum queue_status
+qsync_wal(struct queue *q)
+{
+	enum queue_status st = QUEUE_OK;
+	char *e = NULL;
+
+	pthread_rwlock_rdlock(&q->dblock);
+	if (q->db)
+		rocksdb_flush_wal(q->db, 1, &e);
+	else
+		st = QUEUE_ETEMP;
+	pthread_rwlock_unlock(&q->dblock);
+	if (e) {
+		st = qdb_status_of(e);
+		log_warnx("-", "spool %s: WAL sync failed (%s): %s", q->path,
+		    queue_status_to_text(st), e);
+		rocksdb_free(e);
+	}
+	if (st != QUEUE_OK)
+		qstore_broken(q, st);
+	return st;
+}
+
+/* qsync_main - the sync thread: one WAL sync for all rounds written */
+static void *
+qsync_main(void *arg)
+{
+	struct queue *q = arg;
+	struct qop *ops;
+	enum queue_status st;
+
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		while (q->syncq == NULL && !q->sync_stop)
+			pthread_cond_wait(&q->sync_cond, &q->lock);
+		if (q->syncq == NULL)
+			break;
+		ops = q->syncq;
+		q->syncq = NULL;
+		q->syncq_tail = &q->syncq;
+		pthread_mutex_unlock(&q->lock);
+		st = qsync_wal(q);
+		if (st != QUEUE_OK)
+			qstore_fail_all(q, ops, st);
 		qstore_finish(q, ops);
 		pthread_mutex_lock(&q->lock);
 	}
@@ -238,6 +334,12 @@ qstore_start(struct queue *q)
 {
 	q->pending_tail = &q->pending;
 	q->done_tail = &q->done;
+	q->syncq_tail = &q->syncq;
+	q->wb = rocksdb_writebatch_create();
+	q->rc = qrcache_new();
+	if (pthread_create(&q->sync_thread, NULL, qsync_main, q) != 0)
+		return -1;
+	q->sync_started = 1;
 	if (pthread_create(&q->thread, NULL, qstore_main, q) != 0)
 		return -1;
 	q->thread_started = 1;
@@ -247,14 +349,20 @@ qstore_start(struct queue *q)
 void
 qstore_stop(struct queue *q)
 {
-	if (!q->thread_started)
-		return;
 	pthread_mutex_lock(&q->lock);
 	q->closing = 1;
 	pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&q->lock);
-	pthread_join(q->thread, NULL);
+	if (q->thread_started)
+		pthread_join(q->thread, NULL);
 	q->thread_started = 0;
+	pthread_mutex_lock(&q->lock);
+	q->sync_stop = 1;
+	pthread_cond_signal(&q->sync_cond);
+	pthread_mutex_unlock(&q->lock);
+	if (q->sync_started)
+		pthread_join(q->sync_thread, NULL);
+	q->sync_started = 0;
 	/* internal cleanup ops left behind: recovery at next open does it */
 	while (q->pending) {
 		struct qop *op = q->pending;
@@ -266,4 +374,9 @@ qstore_stop(struct queue *q)
 		q->done_tail = &op->next;
 	}
 	q->pending_tail = &q->pending;
+	if (q->wb)
+		rocksdb_writebatch_destroy(q->wb);
+	qrcache_free(q->rc);
+	q->wb = NULL;
+	q->rc = NULL;
 }
