@@ -501,6 +501,8 @@ class DaemonHelperTest(unittest.TestCase):
         self.assertIn("level = debug", text)
         self.assertNotIn("hostname", text)
         self.assertTrue(os.path.exists(os.path.join(d.dir, "mxbatchd.pid")))
+        with d.smtp() as c:
+            self.assertEqual(c.ehlo("helper.test")[0], 250)
         self.assertEqual(d.stop(), 0)
 
 

@@ -21,6 +21,7 @@ import random
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import struct
 import subprocess
@@ -781,6 +782,25 @@ class RawSmtp:
         self.close()
 
 
+class UnixSMTP(smtplib.SMTP):
+    """smtplib.SMTP over a Unix stream socket (mxbatchd's routing door)."""
+
+    def __init__(self, path, timeout=10, local_hostname="client.test"):
+        self.unix_path = path
+        super().__init__(local_hostname=local_hostname, timeout=timeout)
+        self.connect()
+
+    def _get_socket(self, host, port, timeout):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.unix_path)
+        except OSError:
+            s.close()
+            raise
+        return s
+
+
 # ------------------------------------------------------------------ daemon
 
 class Daemon:
@@ -788,7 +808,8 @@ class Daemon:
 
     Daemon(world, sections={"delivery": {"retry_schedule": "1s"},
                             'site "default"': {"connections": "2"}})
-    The defaults point it at the world: [dns] servers = the DnsWorld,
+    The defaults point it at the world: [dns] servers = the DnsWorld
+    (started now if the test has not started it: all names NXDOMAIN),
     [delivery] smtp_port = world.smtp_port, allow_private_destinations = yes,
     spool, pid file, routing socket, admin port, token and delivery log in
     the temp dir. sections override or add keys (a value None drops a key).
@@ -827,6 +848,8 @@ class Daemon:
 
     def default_sections(self):
         w = self.world
+        if w.dns.proc is None:  # never let a test daemon ask real DNS
+            w.dns.start()
         s = {
             "server": {"hostname": "mxbatch.test",
                        "pid_file": os.path.join(self.dir, "mxbatchd.pid")},
@@ -838,8 +861,7 @@ class Daemon:
                       "token_file": self.token_file},
             "log": {"delivery_log": self.delivery_log},
         }
-        if w.dns.port is not None:
-            s["dns"] = {"servers": w.dns.server}
+        s["dns"] = {"servers": w.dns.server}
         providers = os.path.join(SOURCE_DIR, "contrib", "providers.conf")
         if os.path.exists(providers):
             s["delivery"]["providers_file"] = providers
@@ -893,6 +915,20 @@ class Daemon:
 
     def reload(self):
         self.proc.send_signal(signal.SIGHUP)
+
+    def smtp(self, timeout=10):
+        """An smtplib client connected to the routing socket (use `with`)."""
+        return UnixSMTP(self.routing_socket, timeout=timeout)
+
+    def submit(self, mail_from, rcpts, body, mail_options=(),
+               rcpt_options=()):
+        """Submit one message through the routing socket; returns smtplib's
+        dict of refused recipients (raises on a refused message)."""
+        if isinstance(rcpts, str):
+            rcpts = [rcpts]
+        with self.smtp() as c:
+            return c.sendmail(mail_from, list(rcpts), body,
+                              list(mail_options), list(rcpt_options))
 
     def delivery_records(self):
         """The JSON-lines delivery log so far."""
