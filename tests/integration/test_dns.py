@@ -312,6 +312,16 @@ class TestQueries(DnsCase):
         self.assertEqual(answers[0]["records"],
                          ["Listed: see https://bl.test/2"])
 
+    def test_large_answer_over_tcp(self):
+        # 600 bytes of TXT do not fit a 512-byte UDP answer: dnsmasq
+        # truncates, c-ares retries over TCP through the same event glue
+        parts = [("%d" % i) * 200 for i in range(1, 4)]
+        self.dns.add_txt("big.bl.test", parts)
+        self.dns.start()
+        answers, _ = self.mxresolve("--query", "txt", "big.bl.test")
+        self.assertEqual(answers[0]["status"], "OK")
+        self.assertEqual(answers[0]["records"], ["".join(parts)])
+
     def test_query_failures_are_classified(self):
         self.dns.add_servfail("sf.bl.test")
         self.dns.add_timeout("to.bl.test")
