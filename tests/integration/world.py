@@ -410,6 +410,9 @@ class DnsWorld:
             return ""
 
     def start(self):
+        """Start dnsmasq; if it already runs, apply changes (= reload())."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self.reload()
         if self._servfail is None:
             self._servfail = _ServfailUpstream()
             self._blackhole = _BlackholeUpstream()
