@@ -159,6 +159,5 @@ void txn_new(struct session *s);
 void txn_end(struct session *s, const char *status);
 void log_connection(struct session *s);
 void log_event(struct sink *sk, json_t *rec);
-uint64_t sink_now_ms(void);
 
 #endif

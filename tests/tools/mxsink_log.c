@@ -7,20 +7,11 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/bufferevent_ssl.h>
 
 #include "core/core.h"
 #include "mxsink_internal.h"
-
-uint64_t sink_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* log_str - a JSON string; bytes that are not UTF-8 become \xNN text */
 json_t *log_str(const char *s)
@@ -77,7 +68,7 @@ void txn_new(struct session *s)
 	t->rec = session_fields(s, "transaction");
 	json_object_set_new(t->rec, "txn", json_integer(t->n));
 	json_object_set_new(t->rec, "time_ms",
-	                    json_integer((json_int_t)sink_now_ms()));
+	                    json_integer((json_int_t)now_ms()));
 	t->rcpts = json_array();
 	json_object_set_new(t->rec, "rcpts", t->rcpts); /* rec owns it */
 	s->tx = t;
@@ -117,6 +108,6 @@ void log_connection(struct session *s)
 	json_object_set_new(rec, "start_ms",
 	                    json_integer((json_int_t)s->start_ms));
 	json_object_set_new(rec, "end_ms",
-	                    json_integer((json_int_t)sink_now_ms()));
+	                    json_integer((json_int_t)now_ms()));
 	log_event(s->sink, rec);
 }

@@ -362,7 +362,7 @@ void session_accept(struct listener *l, int fd, struct sockaddr *sa)
 		s->next->prev = s;
 	l->sink->sessions = s;
 	s->id = ++l->sink->next_conn;
-	s->start_ms = sink_now_ms();
+	s->start_ms = now_ms();
 	peer_text(s, sa);
 	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->timer = evtimer_new(base, on_delay, s);
