@@ -86,6 +86,7 @@ struct rjob {
 	const char *domain;
 	int invalid;
 	int literal;                 /* "[192.0.2.1]": no DNS at all */
+	int null_mx;                 /* the MX answer was RFC 7505's */
 	struct resolve_addr lit;
 	uint64_t started_ms;
 	struct rhold *holds;
@@ -723,6 +724,7 @@ job_fail(struct rjob *job, enum resolve_status st, int code,
 	o.res.code = code;
 	o.res.enhanced = enh;
 	o.res.reason = o.reason;
+	o.res.null_mx = job->null_mx;
 	o.res.ttl_ms = job_ttl(job);
 	job_deliver(job, &o);
 }
@@ -864,6 +866,7 @@ job_mx_failed(struct rjob *job, const struct rentry *e)
 	case DNS_OK:
 		if (!resolve_mx_is_null(e->mx, e->n))
 			return 0;
+		job->null_mx = 1;
 		job_fail(job, RESOLVE_PERM, 556, "5.1.10", "Recipient address "
 		         "has null MX: %s accepts no mail (RFC 7505)",
 		         job->domain);

@@ -44,6 +44,7 @@ struct seen {
 	char reason[512];
 	char site_key[512];
 	int implicit;
+	int null_mx;
 	size_t n_mx;
 	char names[8][128];
 	unsigned prefs[8];
@@ -104,6 +105,7 @@ on_seen(void *arg, const struct resolve_result *r)
 	snprintf(s->site_key, sizeof(s->site_key), "%s",
 	         r->site_key ? r->site_key : "");
 	s->implicit = r->implicit_mx;
+	s->null_mx = r->null_mx;
 	s->n_mx = r->n_mx;
 	for (size_t i = 0; i < r->n_mx && i < 8; i++) {
 		snprintf(s->names[i], sizeof(s->names[i]), "%s", r->mx[i].name);
@@ -260,6 +262,7 @@ test_resolve_null_mx(void **state)
 	assert_int_equal(s.status, RESOLVE_PERM);
 	assert_int_equal(s.code, 556);
 	assert_non_null(strstr(s.reason, "556 5.1.10"));
+	assert_true(s.null_mx);
 	assert_int_equal(s.n_mx, 0);
 	assert_int_equal(fakedns_count(f->fake, "null.test", T_A), 0);
 	assert_int_equal(fakedns_count(f->fake, "", 0), 0);
@@ -276,6 +279,7 @@ test_resolve_nxdomain(void **state)
 	assert_int_equal(s.status, RESOLVE_PERM);
 	assert_int_equal(s.code, 550);
 	assert_non_null(strstr(s.reason, "550 5.1.2"));
+	assert_false(s.null_mx);
 	assert_int_equal(fakedns_count(f->fake, NULL, 0), 1);
 	s = resolve1(f, "nope.test");            /* negative cache */
 	assert_int_equal(s.status, RESOLVE_PERM);
