@@ -116,6 +116,7 @@ struct config {
 	char *dns_servers;    /* "addr[:port], ..." or NULL for the system's */
 	uint64_t dns_min_ttl_ms, dns_max_ttl_ms, dns_negative_ttl_ms;
 	uint64_t dns_timeout_ms;
+	uint64_t dns_error_ttl_ms; /* SERVFAIL / timeout answers cached */
 	/* [delivery] */
 	uint64_t smtp_port;
 	char *allow_private_destinations; /* "no", "yes" or a CIDR list */
@@ -126,6 +127,7 @@ struct config {
 	char *tls_ca_file;    /* CA bundle for tls = verify; NULL = system */
 	char *providers_file; /* provider table (MX suffix -> provider) */
 	uint64_t max_inflight_rcpts; /* recipients the scheduler holds in RAM */
+	uint64_t site_backoff_ms, site_backoff_max_ms; /* site suspension */
 	/* [admin] */
 	char *admin_listen;
 	char *admin_token_file;

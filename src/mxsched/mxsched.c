@@ -74,20 +74,21 @@ out_free(struct pending_out *p)
 	free(p);
 }
 
-static void
-msg_unref(struct mxsched *s, struct qmsg *m)
+void
+sched_msg_unref(struct mxsched *s, struct qmsg *m)
 {
 	if (--m->refs > 0)
 		return;
 	smap_del(&s->msgs, m->idtext);
 	queue_envelope_free(m->env);
+	free(m->sites);
 	free(m);
 }
 
 void
 sched_rcpt_free(struct mxsched *s, struct rcpt *r)
 {
-	msg_unref(s, r->msg);
+	sched_msg_unref(s, r->msg);
 	free(r->address);
 	free(r->domain);
 	free(r->orcpt);
@@ -269,13 +270,11 @@ sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
 		w->s = s;
 		TAILQ_INIT(&w->rcpts);
 		smap_put(&s->waits, w->domain, w);
-		TAILQ_INSERT_TAIL(&w->rcpts, r, link);
-		w->n++;
 		w->req = resolve_domain(s->res, w->domain, sched_on_resolved, w);
-		return;
 	}
 	TAILQ_INSERT_TAIL(&w->rcpts, r, link);
 	w->n++;
+	m->resolving++;
 }
 
 /* sched_claim - pull due recipients while memory allows */
@@ -306,45 +305,70 @@ sched_claim(struct mxsched *s)
 
 /* sched_resolved_ok - hand the domain's recipients to its site */
 static void
-sched_resolved_ok(struct mxsched *s, struct domwait *w,
+sched_resolved_ok(struct mxsched *s, struct rcpt_list *rl,
                   const struct resolve_result *res)
 {
 	struct site *site = site_get(s, res);
 	uint64_t now = now_ms();
 	struct rcpt *r;
 
-	while ((r = TAILQ_FIRST(&w->rcpts)) != NULL) {
-		TAILQ_REMOVE(&w->rcpts, r, link);
+	while ((r = TAILQ_FIRST(rl)) != NULL) {
+		TAILQ_REMOVE(rl, r, link);
 		if (site_suspended(site, now))
 			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until, 0,
 			              NULL, site->reason, site, NULL, NULL, NULL);
 		else
 			site_enqueue(site, r);
 	}
-	site_pump(site);
 }
 
+/* sched_resolved_fail - the domain cannot be resolved: bounce or defer */
+static void
+sched_resolved_fail(struct mxsched *s, struct rcpt_list *rl,
+                    const struct resolve_result *res)
+{
+	struct rcpt *r;
+
+	while ((r = TAILQ_FIRST(rl)) != NULL) {
+		TAILQ_REMOVE(rl, r, link);
+		if (res->status == RESOLVE_PERM)
+			sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, res->code,
+			              res->enhanced, res->reason, NULL, NULL, NULL, NULL);
+		else
+			sched_defer(s, r, res->code, res->enhanced, res->reason,
+			            NULL, NULL, NULL, NULL);
+	}
+}
+
+/* sched_on_resolved - a domain's answer. A message's recipients are cut
+ * into batches only once all its domains are resolved, so a site that
+ * allows mixed domains gets full batches, not one per domain. */
 static void
 sched_on_resolved(void *arg, const struct resolve_result *res)
 {
 	struct domwait *w = arg;
 	struct mxsched *s = w->s;
+	struct qmsg **done = xcalloc(w->n, sizeof(*done));
+	size_t n_done = 0, i, j;
 	struct rcpt *r;
 
 	smap_del(&s->waits, w->domain);
-	if (res->status == RESOLVE_OK) {
-		sched_resolved_ok(s, w, res);
-	} else {
-		while ((r = TAILQ_FIRST(&w->rcpts)) != NULL) {
-			TAILQ_REMOVE(&w->rcpts, r, link);
-			if (res->status == RESOLVE_PERM)
-				sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, res->code,
-				              res->enhanced, res->reason, NULL, NULL, NULL, NULL);
-			else
-				sched_defer(s, r, res->code, res->enhanced, res->reason,
-				            NULL, NULL, NULL, NULL);
+	TAILQ_FOREACH(r, &w->rcpts, link) {
+		if (--r->msg->resolving == 0) {
+			r->msg->refs++; /* hold it until its sites are pumped */
+			done[n_done++] = r->msg;
 		}
 	}
+	if (res->status == RESOLVE_OK)
+		sched_resolved_ok(s, &w->rcpts, res);
+	else
+		sched_resolved_fail(s, &w->rcpts, res);
+	for (i = 0; i < n_done; i++) {
+		for (j = 0; j < done[i]->n_sites; j++)
+			site_pump(done[i]->sites[j]);
+		sched_msg_unref(s, done[i]);
+	}
+	free(done);
 	free(w->domain);
 	free(w);
 	sched_flush(s);
@@ -374,7 +398,8 @@ sched_setup_parts(struct mxsched *s, char *err, size_t errlen)
 	                            .timeout_ms = c->dns_timeout_ms };
 	struct resolve_options ropt = { .min_ttl_ms = c->dns_min_ttl_ms,
 	                                .max_ttl_ms = c->dns_max_ttl_ms,
-	                                .negative_ttl_ms = c->dns_negative_ttl_ms };
+	                                .negative_ttl_ms = c->dns_negative_ttl_ms,
+	                                .temp_ttl_ms = c->dns_error_ttl_ms };
 	char why[512];
 
 	if ((s->dns = dns_new(s->base, &dopt, err, errlen)) == NULL)

@@ -47,7 +47,10 @@ struct qmsg {                   /* a message with recipients in memory */
 	queue_msgid id;
 	char idtext[QUEUE_ID_TEXT_LEN];
 	struct queue_envelope *env;
-	unsigned refs;              /* recipients in memory */
+	unsigned refs;              /* recipients in memory (+ temporary holds) */
+	unsigned resolving;         /* of which waiting for their domain */
+	struct site **sites;        /* sites holding its ready recipients */
+	size_t n_sites;
 };
 
 struct rcpt {
@@ -151,6 +154,7 @@ struct mxsched {
 /* mxsched.c */
 uint32_t sched_random(struct mxsched *s);
 void sched_rcpt_free(struct mxsched *s, struct rcpt *r);
+void sched_msg_unref(struct mxsched *s, struct qmsg *m);
 /* Record an outcome for r (and free r). reply fields may be NULL. */
 void sched_outcome(struct mxsched *s, struct rcpt *r,
                    enum queue_outcome_kind kind, uint64_t next_ms, int code,

@@ -16,8 +16,6 @@
 
 #include <event2/event.h>
 
-#define SUSPEND_BASE_MS  (60 * 1000)       /* first site suspension */
-#define SUSPEND_CAP_MS   (4 * 3600 * 1000) /* longest */
 
 struct batch {
 	struct site *site;
@@ -192,6 +190,32 @@ mset_key(const struct site *site, const struct qmsg *m, char *buf, size_t len)
 	snprintf(buf, len, "%s\n%s", site->key, m->idtext);
 }
 
+/* msg_add_site - remember that the message has ready recipients here */
+static void
+msg_add_site(struct qmsg *m, struct site *site)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_sites; i++)
+		if (m->sites[i] == site)
+			return;
+	m->sites = xrealloc(m->sites, (m->n_sites + 1) * sizeof(*m->sites));
+	m->sites[m->n_sites++] = site;
+}
+
+/* mset_eligible - a batch may be cut once none of the message's
+ * recipients waits for DNS */
+static struct mset *
+mset_eligible(const struct site *site)
+{
+	struct mset *ms;
+
+	TAILQ_FOREACH(ms, &site->ready, link)
+		if (ms->msg->resolving == 0)
+			return ms;
+	return NULL;
+}
+
 void
 site_enqueue(struct site *site, struct rcpt *r)
 {
@@ -212,6 +236,7 @@ site_enqueue(struct site *site, struct rcpt *r)
 	TAILQ_INSERT_TAIL(&ms->rcpts, r, link);
 	ms->n++;
 	site->n_ready++;
+	msg_add_site(r->msg, site);
 }
 
 /* mset_free - an emptied mset leaves the ready queue (the message stays
@@ -233,7 +258,7 @@ mset_free(struct site *site, struct mset *ms)
 static struct batch *
 batch_take(struct site *site)
 {
-	struct mset *ms = TAILQ_FIRST(&site->ready);
+	struct mset *ms = mset_eligible(site);
 	struct rcpt *r, *next;
 	struct batch *b;
 	const char *dom;
@@ -364,7 +389,8 @@ site_suspend(struct site *site, const char *why)
 	if (site_suspended(site, now_ms()))
 		return;
 	site->backoff_level++;
-	d = mxsched_backoff_delay(SUSPEND_BASE_MS, SUSPEND_CAP_MS, site->backoff_level);
+	d = mxsched_backoff_delay(site->s->cfg->site_backoff_ms,
+	                          site->s->cfg->site_backoff_max_ms, site->backoff_level);
 	site->suspended_until = now_ms() + d;
 	snprintf(site->reason, sizeof(site->reason), "site suspended: %s", why);
 	site->conn_limit = 1; /* the first connection after it is the probe */
@@ -374,6 +400,7 @@ site_suspend(struct site *site, const char *why)
 	tv.tv_usec = (suseconds_t)(d % 1000) * 1000;
 	event_add(site->resume_timer, &tv);
 	site_release_ready(site);
+	/* the caller pumps the site next, which closes its idle connections */
 }
 
 /* site_recovered - a clean transaction: the backoff unwinds, and the
@@ -609,14 +636,17 @@ site_conn_open(struct site *site)
 	sc->c = smtpc_conn_new(s->base, &o, &d, &cbs, sc);
 }
 
-/* batches_ready - a lower bound on the batches the ready queue holds */
+/* batches_ready - a lower bound on the batches that could be cut now */
 static size_t
 batches_ready(const struct site *site)
 {
-	size_t per = site->rcpt_limit ? site->rcpt_limit : 1;
-	size_t by_count = (site->n_ready + per - 1) / per;
+	size_t per = site->rcpt_limit ? site->rcpt_limit : 1, n = 0;
+	const struct mset *ms;
 
-	return by_count > site->n_msets ? by_count : site->n_msets;
+	TAILQ_FOREACH(ms, &site->ready, link)
+		if (ms->msg->resolving == 0)
+			n += (ms->n + per - 1) / per;
+	return n;
 }
 
 /* site_pump - send ready batches on idle connections; open connections
@@ -626,6 +656,7 @@ site_pump(struct site *site)
 {
 	struct sconn *sc;
 	struct timeval tv;
+	int suspended;
 
 	TAILQ_FOREACH(sc, &site->conns, link) {
 		if (site->n_ready == 0)
@@ -638,10 +669,11 @@ site_pump(struct site *site)
 	       site->n_conns < site->conn_limit &&
 	       site->n_connecting < batches_ready(site))
 		site_conn_open(site);
+	suspended = site_suspended(site, now_ms());
 	TAILQ_FOREACH(sc, &site->conns, link) {
 		if (sc->ready && !sc->closing && sc->b == NULL &&
 		    !evtimer_pending(sc->idle_timer, NULL)) {
-			if (site->s->stopping || site->idle_ms == 0) {
+			if (site->s->stopping || suspended || site->idle_ms == 0) {
 				sc->closing = 1;
 				smtpc_conn_close(sc->c);
 				continue;
