@@ -115,6 +115,7 @@ class TestResolution(DnsCase):
         self.assertEqual(r["code"], 556)
         self.assertEqual(r["enhanced"], "5.1.10")
         self.assertTrue(r["reason"].startswith("556 5.1.10 "))
+        self.assertTrue(r["null_mx"])
         self.assertEqual(r["mx"], [])
         self.assertEqual(self.dns.query_count("nullmx.test", "A"), 0)
         self.assertEqual(self.dns.query_count("nullmx.test", "AAAA"), 0)

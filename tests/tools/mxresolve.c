@@ -91,6 +91,7 @@ result_json(struct tool *t, const struct resolve_result *r)
 	json_object_set_new(o, "reason", r->reason ?
 	                    json_string(r->reason) : json_null());
 	json_object_set_new(o, "implicit_mx", json_boolean(r->implicit_mx));
+	json_object_set_new(o, "null_mx", json_boolean(r->null_mx));
 	json_object_set_new(o, "site_key", r->site_key ?
 	                    json_string(r->site_key) : json_null());
 	json_object_set_new(o, "ttl_ms", json_integer((json_int_t)r->ttl_ms));
