@@ -222,6 +222,21 @@ class SinkSessionTest(unittest.TestCase):
             with self.assertRaises(ssl.SSLCertVerificationError):
                 c.starttls(context=ctx2)
 
+    def test_concurrency_from_the_log(self):
+        sink = self.w.sink(["127.0.1.15", "127.0.1.16"])
+        conns = [world.RawSmtp(sink.addr(i % 2)) for i in range(3)]
+        for c in conns:
+            self.addCleanup(c.close)
+            self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(sink.open_connections(), 3)
+        self.assertEqual(sink.open_connections("127.0.1.15"), 2)
+        for c in conns[:2]:
+            c.cmd("QUIT")
+        sink.wait_connections(2)
+        self.assertEqual(sink.open_connections(), 1)
+        self.assertEqual(sink.max_concurrent(), 3)
+        self.assertEqual(sink.max_concurrent("127.0.1.16"), 1)
+
     def test_swaks(self):
         sink = self.w.sink("127.0.1.9")
         r = subprocess.run(
@@ -313,6 +328,8 @@ class SinkFaultTest(unittest.TestCase):
                                 "enhancedstatuscodes": False}},
         "127.0.2.12": {"ehlo": {"size": 100}},
         "127.0.2.13": {"hang_at": "dot"},
+        "127.0.2.14": {"tempfail_every": 2, "tempfail_at": "greeting",
+                       "tempfail_reply": "421 4.7.0 too many connections"},
     }
 
     @classmethod
@@ -445,6 +462,15 @@ class SinkFaultTest(unittest.TestCase):
             4, ip="127.0.2.10")]
         self.assertEqual(st, ["delivered", "delivered", "rejected",
                               "delivered"])
+
+    def test_tempfail_every_second_connection(self):
+        codes = []
+        for _ in range(4):
+            c = self.conn("127.0.2.14", ehlo=False)
+            codes.append(c.reply()[0])
+            if codes[-1] == 421:
+                self.assertEqual(c.reply()[0], None)
+        self.assertEqual(codes, [220, 421, 220, 421])
 
     def test_extensions_off_and_strict_params(self):
         c = self.conn("127.0.2.11", ehlo=False)

@@ -692,13 +692,14 @@ class Sink:
         connection/stop)."""
         return _read_jsonl(self.log_path)
 
+    @staticmethod
+    def _on_ip(r, ip):
+        return ip is None or r["listen"].rsplit(":", 1)[0].strip("[]") == ip
+
     def _select(self, rtype, ip=None, **match):
         out = []
         for r in self.records():
-            if r.get("type") != rtype:
-                continue
-            if ip is not None and r["listen"].rsplit(":", 1)[0].strip("[]") \
-                    != ip:
+            if r.get("type") != rtype or not self._on_ip(r, ip):
                 continue
             if all(r.get(k) == v for k, v in match.items()):
                 out.append(r)
@@ -711,6 +712,25 @@ class Sink:
 
     def connections(self, ip=None, **match):
         return self._select("connection", ip, **match)
+
+    def _concurrency(self, ip):
+        cur = peak = 0
+        for r in self.records():
+            if r.get("type") not in ("connect", "connection") or \
+                    not self._on_ip(r, ip):
+                continue
+            cur += 1 if r["type"] == "connect" else -1
+            peak = max(peak, cur)
+        return cur, peak
+
+    def open_connections(self, ip=None):
+        """Connections accepted and not yet closed (from the log)."""
+        return self._concurrency(ip)[0]
+
+    def max_concurrent(self, ip=None):
+        """The most connections that were open at the same time (exact: the
+        log is written in event order)."""
+        return self._concurrency(ip)[1]
 
     def delivered(self, ip=None):
         """Accepted recipients of delivered transactions, in log order."""

@@ -19,7 +19,10 @@ void cmd_greet(struct session *s)
 
 	snprintf(dflt, sizeof(dflt), "220 %s ESMTP mxsink",
 	         s->lst->beh->hostname);
-	text = session_default(s, PH_GREETING, dflt);
+	if (session_tempfail_hit(s, PH_GREETING))
+		text = s->lst->beh->tempfail_reply;
+	else
+		text = session_default(s, PH_GREETING, dflt);
 	snprintf(s->greeting, sizeof(s->greeting), "%s", text);
 	session_reply(s, PH_GREETING, text, AFTER_NONE);
 }

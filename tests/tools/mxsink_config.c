@@ -223,16 +223,17 @@ static int parse_ehlo(struct behaviour *b, json_t *obj, char *err,
 	return 0;
 }
 
-/* get_tempfail_at - "tempfail_at": "mail" | "rcpt" | "dot" */
+/* get_tempfail_at - "tempfail_at": "greeting" | "mail" | "rcpt" | "dot" */
 static int get_tempfail_at(struct behaviour *b, json_t *v, char *err,
                            size_t errlen)
 {
 	if (get_phase(v, "tempfail_at", &b->tempfail_at, err, errlen) < 0)
 		return -1;
-	if (b->tempfail_at == PH_MAIL || b->tempfail_at == PH_RCPT ||
-	    b->tempfail_at == PH_DOT)
+	if (b->tempfail_at == PH_GREETING || b->tempfail_at == PH_MAIL ||
+	    b->tempfail_at == PH_RCPT || b->tempfail_at == PH_DOT)
 		return 0;
-	return fail(err, errlen, "\"%s\": expected mail, rcpt or dot%s",
+	return fail(err, errlen, "\"%s\": expected greeting, mail, rcpt or "
+	            "dot%s",
 	            "tempfail_at", NULL);
 }
 

@@ -48,7 +48,7 @@ struct behaviour {
 	unsigned max_messages;        /* per connection, 0 = unlimited */
 	char *max_messages_reply;
 	unsigned tempfail_every;      /* 0 = never */
-	int tempfail_at;              /* PH_MAIL, PH_RCPT or PH_DOT */
+	int tempfail_at;              /* PH_GREETING, _MAIL, _RCPT or _DOT */
 	char *tempfail_reply;
 	int require_tls;
 	int strict;                   /* refuse params of unadvertised exts */
@@ -158,6 +158,7 @@ json_t *log_str(const char *s);
 void txn_new(struct session *s);
 void txn_end(struct session *s, const char *status);
 void log_connection(struct session *s);
+void log_connect(struct session *s);
 void log_event(struct sink *sk, json_t *rec);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * mxsink_log.c - the sink's JSON-lines log (--log FILE): one object per
- * transaction (built while the transaction runs), one per closed
- * connection, plus "ready", "config" and "stop" events. Each object is
+ * transaction (built while the transaction runs), one per accepted and
+ * one per closed connection, plus "ready", "config" and "stop" events. Each object is
  * flushed when written, so a test that saw a reply can read its record.
  * Field list: docs/testing.md. Main loop only.
  */
@@ -94,6 +94,16 @@ void txn_end(struct session *s, const char *status)
 	if (t->save != NULL)
 		fclose(t->save);
 	free(t);
+}
+
+/* log_connect - a connection was accepted (before its greeting) */
+void log_connect(struct session *s)
+{
+	log_event(s->sink, json_pack("{s:s, s:I, s:s, s:s, s:i, s:I}",
+	                             "type", "connect", "conn", (json_int_t)s->id,
+	                             "listen", s->lst->addr, "peer", s->peer,
+	                             "peer_port", s->peer_port, "time_ms",
+	                             (json_int_t)s->start_ms));
 }
 
 void log_connection(struct session *s)

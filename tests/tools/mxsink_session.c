@@ -379,6 +379,7 @@ void session_accept(struct listener *l, int fd, struct sockaddr *sa)
 	                         &(struct timeval){ l->sink->idle_timeout_s, 0 },
 	                         NULL);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_connect(s);
 	cmd_greet(s);
 }
 
