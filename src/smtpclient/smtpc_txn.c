@@ -444,13 +444,16 @@ smtpc_txn_pump(struct smtpc_conn *c)
 
 /* ---- replies ---- */
 
-/* is_452 - "too many recipients" (552 only with 5.5.3 or the word) */
+/* is_452 - "too many recipients": 452 (unless its enhanced code says
+ * something else, e.g. 4.2.2 mailbox full), or 552 with 5.5.3 or the word */
 static int
 is_452(const struct smtpc_reply *r)
 {
-	return r->code == 452 || (r->code == 552 &&
-	       (strcmp(r->enhanced, "5.5.3") == 0 ||
-	        strcasestr(r->text, "recipients") != NULL));
+	if (r->code == 452)
+		return r->enhanced[0] == '\0' || strcmp(r->enhanced, "4.5.3") == 0 ||
+		       strcasestr(r->text, "recipients") != NULL;
+	return r->code == 552 && (strcmp(r->enhanced, "5.5.3") == 0 ||
+	                          strcasestr(r->text, "recipients") != NULL);
 }
 
 /* after_rcpts - every RCPT reply is in: what comes next */
