@@ -504,6 +504,16 @@ class SinkReconfigureTest(unittest.TestCase):
         self.assertIn('unknown key "max_rcpt"', str(cm.exception))
         with smtplib.SMTP(*sink.addr()) as c:  # the old config still holds
             self.assertEqual(c.ehlo()[0], 421)
+        self.assertEqual(sink.stop(), 0)
+        with self.assertRaises(OSError):  # a dead MX refuses connections
+            smtplib.SMTP(*sink.addr(), timeout=2)
+        sink.start()  # back, same port, with the last accepted config
+        with smtplib.SMTP(*sink.addr()) as c:
+            self.assertEqual(c.ehlo()[0], 421)
+        sink.reconfigure({})
+        with smtplib.SMTP(*sink.addr()) as c:
+            self.assertEqual(c.ehlo()[0], 250)
+        self.assertEqual(len(sink.connections()), 5)
 
     def test_bad_startup_config_is_refused(self):
         w = world.World(self)

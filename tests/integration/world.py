@@ -299,10 +299,15 @@ class DnsWorld:
         self._blackhole = None
 
     # -- describing zones
-    def _add(self, name, kind, line):
-        name = name.rstrip(".").lower()
-        if not name or "," in name or "/" in name or " " in name:
+    @staticmethod
+    def _check(name, allow_root=False):
+        bad = set(',/# "\\\n\t=')
+        if (not name.rstrip(".") and not allow_root) or bad & set(name):
             raise ValueError("bad DNS name %r" % name)
+        return name
+
+    def _add(self, name, kind, line):
+        name = self._check(name).rstrip(".").lower()
         self.rules.append((name, kind, line))
         return self
 
@@ -312,6 +317,7 @@ class DnsWorld:
         if ttl is not None:
             self.ttl = ttl
         for pref, host in mxs:
+            self._check(host, allow_root=True)
             self._add(domain, "mx", "mx-host=%s,%s,%d"
                       % (domain.rstrip("."), host.rstrip(".") or ".",
                          int(pref)))
@@ -346,6 +352,7 @@ class DnsWorld:
                          % (name.rstrip("."), quoted))
 
     def add_cname(self, alias, target):
+        self._check(target)
         return self._add(alias, "cname", "cname=%s,%s"
                          % (alias.rstrip("."), target.rstrip(".")))
 
@@ -577,6 +584,8 @@ class Sink:
         elif tls:
             self.cert = tls
         self.proc = None
+        self._log_cache = []
+        self._log_offset = 0
         self.exit_status = None
         self.failure = None  # set when mxsink exits badly (World.close raises)
         self.generation = 0
@@ -627,7 +636,10 @@ class Sink:
         return False
 
     def start(self):
+        """Start mxsink (again, after stop(): same addresses and port; the
+        log continues)."""
         self._write_config(self.config)
+        self.generation = 0
         for attempt in range(5):
             first = self.world._smtp_port is None
             if first:
@@ -671,26 +683,43 @@ class Sink:
     def reconfigure(self, config, timeout=10):
         """Replace the behaviour (full config, not a patch): rewrite the file,
         SIGHUP, wait until mxsink reports it applied; ValueError if refused."""
-        self.config = dict(config)
+        old, self.config = self.config, dict(config)
         self._write_config(self.config)
         want = self.generation + 1
         self.proc.send_signal(signal.SIGHUP)
 
         def applied():
-            for r in self.records():
-                if r.get("type") == "config" and r.get("generation") == want:
-                    return r
-            return None
+            found = None
+            for r in self.records():  # the last match: this process's
+                if r.get("type") == "ready" and r.get("pid") == self.proc.pid:
+                    found = None
+                elif r.get("type") == "config" and \
+                        r.get("generation") == want:
+                    found = r
+            return found
         r = wait_until(applied, timeout=timeout, what="mxsink reload")
         self.generation = want
         if not r["ok"]:
+            self.config = old  # what it still runs, also after a restart
+            self._write_config(old)
             raise ValueError("mxsink refused its config: %s" % r["error"])
 
     # -- the log
     def records(self):
-        """Every JSON record of the log so far (ready/config/transaction/
-        connection/stop)."""
-        return _read_jsonl(self.log_path)
+        """Every JSON record of the log so far (ready/config/connect/
+        transaction/connection/stop), read incrementally."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1  # complete lines only
+        for line in data[:end].splitlines():
+            if line.strip():
+                self._log_cache.append(json.loads(line))
+        self._log_offset += end
+        return list(self._log_cache)
 
     @staticmethod
     def _on_ip(r, ip):
