@@ -19,7 +19,7 @@ import world
 class DnsWorldTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.w = world.World()
+        cls.w = world.World(cls)
         d = cls.w.dns
         d.add_mx("ex.test", [(10, "mx1.ex.test"), (20, "mx2.ex.test")])
         d.add_a("mx1.ex.test", ["127.0.1.5", "127.0.1.6"], ttl=60)
@@ -32,10 +32,6 @@ class DnsWorldTest(unittest.TestCase):
         d.add_a("2.0.0.127.zen.test", "127.0.0.2")
         d.add_cname("www.ex.test", "mx1.ex.test")
         d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.w.close()
 
     def q(self, name, qtype, timeout=2.0):
         a = self.w.dns.query(name, qtype, timeout=timeout)
@@ -334,13 +330,9 @@ class SinkFaultTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.w = world.World()
+        cls.w = world.World(cls)
         cls.sink = cls.w.sink(list(cls.FAULTS),
                               config={"listen": cls.FAULTS})
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.w.close()
 
     def conn(self, ip, ehlo=True):
         c = world.RawSmtp((ip, self.sink.port), timeout=3)

@@ -1015,8 +1015,8 @@ class Daemon:
 class World:
     """One test's world: a temp dir, a DnsWorld, sinks and daemons.
 
-    World(testcase) registers close() with testcase.addCleanup; without a
-    testcase call close() yourself (e.g. in tearDownClass). The temp dir is
+    World(self) registers close() with addCleanup; World(cls) in setUpClass
+    with addClassCleanup (runs even if setUpClass fails half-way). The temp dir is
     removed at close unless MXB_KEEP_TMP=1 is set in the environment.
     """
 
@@ -1027,7 +1027,9 @@ class World:
         self.sinks = []
         self.daemons = []
         self._closed = False
-        if testcase is not None:
+        if isinstance(testcase, type):  # World(cls) in setUpClass
+            testcase.addClassCleanup(self.close)
+        elif testcase is not None:
             testcase.addCleanup(self.close)
 
     @property
