@@ -131,6 +131,26 @@ qdb_open(struct queue *q, char *err, size_t errlen)
 	return 0;
 }
 
+/* qdb_open_ro - read-only fallback while a read-write open fails (disk
+ * full): readers keep working, writes keep failing until reopened */
+int
+qdb_open_ro(struct queue *q)
+{
+	char *e = NULL;
+
+	q->db = rocksdb_open_for_read_only_column_families(q->dbopts, q->path,
+	    QCF_COUNT, qcf_names, (const rocksdb_options_t *const *)q->cfopts,
+	    q->cf, 0, &e);
+	if (e != NULL) {
+		log_warnx("-", "spool %s: read-only open failed too: %s",
+		    q->path, e);
+		rocksdb_free(e);
+		q->db = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 void
 qdb_close(struct queue *q)
 {

@@ -183,6 +183,7 @@ struct queue {
 /* queue_db.c */
 int qdb_open(struct queue *q, char *err, size_t errlen);
 void qdb_close(struct queue *q);
+int qdb_open_ro(struct queue *q);
 void qdb_free_options(struct queue *q);
 enum queue_status qdb_status_of(const char *rocksdb_err);
 int qdb_load_counters(struct queue *q, struct queue_counters *c, int *found);

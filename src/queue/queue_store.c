@@ -97,9 +97,11 @@ qstore_reopen(struct queue *q)
 	pthread_rwlock_wrlock(&q->dblock);
 	qdb_close(q);
 	rc = qdb_open(q, err, sizeof(err));
+	if (rc < 0)
+		qdb_open_ro(q); /* keep reads working meanwhile */
 	pthread_rwlock_unlock(&q->dblock);
 	if (rc < 0) {
-		log_warnx("-", "%s", err);
+		log_warnx("-", "%s; writes keep failing until it opens", err);
 		return -1;
 	}
 	if (qdb_load_counters(q, &q->cnt, &found) < 0)
