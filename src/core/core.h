@@ -117,6 +117,8 @@ struct config {
 	uint64_t dns_min_ttl_ms, dns_max_ttl_ms, dns_negative_ttl_ms;
 	uint64_t dns_timeout_ms;
 	uint64_t dns_error_ttl_ms; /* SERVFAIL / timeout answers cached */
+	uint64_t dns_tries, dns_max_inflight, dns_cache_size;
+	int dns_ipv6;         /* look up AAAA of exchangers */
 	/* [delivery] */
 	uint64_t smtp_port;
 	char *allow_private_destinations; /* "no", "yes" or a CIDR list */

@@ -395,11 +395,15 @@ sched_setup_parts(struct mxsched *s, char *err, size_t errlen)
 {
 	const struct config *c = s->cfg;
 	struct dns_options dopt = { .servers = c->dns_servers,
-	                            .timeout_ms = c->dns_timeout_ms };
+	                            .timeout_ms = c->dns_timeout_ms,
+	                            .tries = (int)c->dns_tries,
+	                            .max_inflight = (unsigned)c->dns_max_inflight };
 	struct resolve_options ropt = { .min_ttl_ms = c->dns_min_ttl_ms,
 	                                .max_ttl_ms = c->dns_max_ttl_ms,
 	                                .negative_ttl_ms = c->dns_negative_ttl_ms,
-	                                .temp_ttl_ms = c->dns_error_ttl_ms };
+	                                .temp_ttl_ms = c->dns_error_ttl_ms,
+	                                .max_entries = (size_t)c->dns_cache_size,
+	                                .no_ipv6 = !c->dns_ipv6 };
 	char why[512];
 
 	if ((s->dns = dns_new(s->base, &dopt, err, errlen)) == NULL)

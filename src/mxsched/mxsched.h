@@ -32,6 +32,20 @@ void mxsched_reopen_logs(struct mxsched *s);
 /* Look at the store now (a submission just committed new recipients). */
 void mxsched_kick(struct mxsched *s);
 
+/* ---- postmasters' view and levers (mxsched_admin.c) ----
+ * JSON results are new jansson references (json_t); site keys as shown. */
+struct json_t;
+struct json_t *mxsched_sites_json(struct mxsched *s);
+struct json_t *mxsched_site_json(struct mxsched *s, const char *key); /* NULL: unknown */
+/* Suspend for ms (0: [delivery] site_backoff); -1 if the site is unknown. */
+int mxsched_site_suspend(struct mxsched *s, const char *key, uint64_t ms,
+                         const char *reason);
+int mxsched_site_resume(struct mxsched *s, const char *key);
+/* Resume and look for due recipients at once. Recipients already waiting
+ * on disk for the end of a suspension keep their time. */
+int mxsched_site_retry_now(struct mxsched *s, const char *key);
+struct json_t *mxsched_metrics_json(struct mxsched *s);
+
 /* ---- retry and backoff arithmetic (pure; mxsched_backoff.c) ---- */
 
 struct mxsched_retry {

@@ -24,6 +24,8 @@
 
 struct event;
 
+#define RPT_BUCKETS 10   /* recipients-per-transaction histogram buckets */
+
 /* ---- a small string-keyed hash map (mxsched_map.c) ---- */
 struct smap_ent {
 	struct smap_ent *next;
@@ -123,6 +125,7 @@ struct site {
 	/* counters */
 	uint64_t delivered, bounced, deferred, txns, conns_opened;
 	uint64_t possibly_delivered, splits_452, splits_md;
+	uint64_t defer_recipient, defer_connection, defer_reputation;
 };
 
 struct pending_out;             /* outcomes on their way to the store */
@@ -149,6 +152,10 @@ struct mxsched {
 	struct pending_out *out;    /* outcomes being collected */
 	FILE *dlog;
 	uint32_t rng;
+	/* metrics */
+	uint64_t rpt_hist[RPT_BUCKETS + 1]; /* recipients per transaction */
+	uint64_t rpt_sum, txns, conns_opened, delivered, bounced, deferred,
+	         expired, suspensions;
 };
 
 /* mxsched.c */
@@ -176,6 +183,11 @@ int site_busy(const struct site *site);
 void site_stop(struct site *site);
 void site_free(struct site *site);
 int site_suspended(const struct site *site, uint64_t now);
+void site_suspend_for(struct site *site, uint64_t ms, const char *why);
+void site_resume(struct site *site);
+/* recipients-per-transaction histogram bucket bounds (mxsched_admin.c) */
+extern const unsigned rpt_bounds[RPT_BUCKETS];
+void sched_count_txn(struct mxsched *s, size_t n_rcpts);
 
 /* mxsched_dlog.c */
 FILE *dlog_open(const char *path);

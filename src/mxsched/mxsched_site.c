@@ -378,19 +378,12 @@ site_release_ready(struct site *site)
 	}
 }
 
-/* site_suspend - stop sending to the site for an exponentially growing
- * time; its recipients wait on disk without spending retries */
-static void
-site_suspend(struct site *site, const char *why)
+/* site_suspend_for - suspend the site for d ms (admin or backoff) */
+void
+site_suspend_for(struct site *site, uint64_t d, const char *why)
 {
-	uint64_t d;
 	struct timeval tv;
 
-	if (site_suspended(site, now_ms()))
-		return;
-	site->backoff_level++;
-	d = mxsched_backoff_delay(site->s->cfg->site_backoff_ms,
-	                          site->s->cfg->site_backoff_max_ms, site->backoff_level);
 	site->suspended_until = now_ms() + d;
 	snprintf(site->reason, sizeof(site->reason), "site suspended: %s", why);
 	site->conn_limit = 1; /* the first connection after it is the probe */
@@ -401,6 +394,33 @@ site_suspend(struct site *site, const char *why)
 	event_add(site->resume_timer, &tv);
 	site_release_ready(site);
 	/* the caller pumps the site next, which closes its idle connections */
+}
+
+/* site_suspend - stop sending to the site for an exponentially growing
+ * time; its recipients wait on disk without spending retries */
+static void
+site_suspend(struct site *site, const char *why)
+{
+	const struct config *c = site->s->cfg;
+
+	if (site_suspended(site, now_ms()))
+		return;
+	site->backoff_level++;
+	site->s->suspensions++;
+	site_suspend_for(site, mxsched_backoff_delay(c->site_backoff_ms,
+	                 c->site_backoff_max_ms, site->backoff_level), why);
+}
+
+/* site_resume - end a suspension now (admin) */
+void
+site_resume(struct site *site)
+{
+	event_del(site->resume_timer);
+	site->suspended_until = 0;
+	site->backoff_level = 0;
+	site->reason[0] = '\0';
+	site->conn_limit = site->max_conns;
+	log_info(site->key, "resumed by the operator");
 }
 
 /* site_recovered - a clean transaction: the backoff unwinds, and the
@@ -426,11 +446,13 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 	switch (rr->status) {
 	case SMTPC_RCPT_DELIVERED:
 		site->delivered++;
+		s->delivered++;
 		sched_outcome(s, r, QUEUE_OUT_DELIVERED, 0, rr->code, rr->enhanced,
 		              rr->text, site, res->mx_host, res->mx_addr, tls);
 		return;
 	case SMTPC_RCPT_PERMFAIL:
 		site->bounced++;
+		s->bounced++;
 		sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, rr->code, rr->enhanced,
 		              rr->text, site, res->mx_host, res->mx_addr, tls);
 		return;
@@ -441,6 +463,17 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 		site->possibly_delivered++;
 		/* fall through */
 	default:
+		switch (mxsched_reply_signal(rr->code, rr->enhanced, rr->text)) {
+		case MXSCHED_SIG_REPUTATION:
+			site->defer_reputation++;
+			break;
+		case MXSCHED_SIG_CONNECTION:
+			site->defer_connection++;
+			break;
+		default:
+			site->defer_recipient++;
+			break;
+		}
 		if (mxsched_reply_signal(rr->code, rr->enhanced, rr->text) ==
 		    MXSCHED_SIG_REPUTATION) {
 			site_suspend(site, rr->text);
@@ -450,6 +483,7 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 			return;
 		}
 		site->deferred++;
+		s->deferred++;
 		sched_defer(s, r, rr->code, rr->enhanced, rr->text, site,
 		            res->mx_host, res->mx_addr, tls);
 		return;
@@ -490,6 +524,7 @@ conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
 	(void)c;
 	sc->b = NULL;
 	site->txns++;
+	sched_count_txn(site->s, b->n);
 	for (i = 0; i < b->n; i++) {
 		if (res->rcpts[i].status == SMTPC_RCPT_RETRY_NOW && res->rcpts[i].multi_domain)
 			n_md++;
@@ -633,6 +668,7 @@ site_conn_open(struct site *site)
 	site->n_conns++;
 	site->n_connecting++;
 	site->conns_opened++;
+	s->conns_opened++;
 	sc->c = smtpc_conn_new(s->base, &o, &d, &cbs, sc);
 }
 
