@@ -58,6 +58,31 @@ def free_port(host="127.0.0.1"):
     raise RuntimeError("no free port found")
 
 
+def _die_with_parent():
+    """In the child: get SIGTERM if the test process dies (e.g. killed by a
+    CTest timeout), so no sink or daemon outlives its test. (dnsmasq drops
+    this when it changes credentials at start; it can outlive a SIGKILLed
+    test, harmlessly, on its own port.)"""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PDEATHSIG
+    except Exception:
+        pass
+
+
+def spawn(argv, out_path, cwd=None):
+    """Popen argv with stdout+stderr appended to out_path, stdin closed, and
+    SIGTERM on the test process's death."""
+    out = open(out_path, "ab")
+    try:
+        return subprocess.Popen(argv, cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
+    finally:
+        out.close()
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     """Poll pred() until it returns a true value; return it or raise."""
     deadline = time.monotonic() + timeout
@@ -393,14 +418,8 @@ class DnsWorld:
     def _spawn(self):
         with open(self.conf_path, "w") as f:
             f.write(self.config_text())
-        out = open(self.out_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                ["dnsmasq", "--keep-in-foreground",
-                 "--conf-file=%s" % self.conf_path],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        finally:
-            out.close()
+        self.proc = spawn(["dnsmasq", "--keep-in-foreground",
+                           "--conf-file=%s" % self.conf_path], self.out_path)
 
     def _ready(self):
         if self.proc.poll() is not None:
@@ -644,13 +663,7 @@ class Sink:
             first = self.world._smtp_port is None
             if first:
                 self.world._smtp_port = free_port()
-            out = open(self.out_path, "ab")
-            try:
-                self.proc = subprocess.Popen(
-                    self._argv(), stdout=out, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL)
-            finally:
-                out.close()
+            self.proc = spawn(self._argv(), self.out_path)
             try:
                 wait_until(self._ready, timeout=10, what="mxsink ready")
                 return self
@@ -930,14 +943,9 @@ class Daemon:
     def start(self, timeout=20):
         with open(self.config_path, "w") as f:
             f.write(self.config_text())
-        out = open(self.out_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [self.binary, "--foreground", "--config", self.config_path]
-                + self.extra_args, cwd=self.dir, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        finally:
-            out.close()
+        self.proc = spawn([self.binary, "--foreground", "--config",
+                           self.config_path] + self.extra_args,
+                          self.out_path, cwd=self.dir)
         self.wait_log(self.READY, timeout=timeout)
         return self
 
