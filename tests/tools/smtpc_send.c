@@ -469,6 +469,7 @@ gen_rcpts(unsigned long n, const char *domains)
 		add_rcpt(buf);
 	}
 	free(doms);
+	free(copy);
 }
 
 static void
