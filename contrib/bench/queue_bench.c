@@ -112,6 +112,20 @@ bench_open(struct event_base *base, const char *dir)
 	return q;
 }
 
+static void
+print_rss(const char *when)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS", 5) || !strncmp(line, "VmHWM", 5))
+			printf("%s %s", when, line);
+	fclose(f);
+}
+
 static int
 cmd_submit(const char *dir, long n, int conc, size_t size, int rcpts)
 {
@@ -141,25 +155,12 @@ cmd_submit(const char *dir, long n, int conc, size_t size, int rcpts)
 	    "failed %ld\n", n, conc, size, rcpts, n * 1e6 / (double)el,
 	    (double)n * (double)size / (double)el, b.lat_us[n / 2] / 1e3,
 	    b.lat_us[(n * 99) / 100] / 1e3, b.lat_us[n - 1] / 1e3, b.failed);
+	print_rss("after submit:");
 	queue_close(b.q);
 	event_base_free(b.base);
 	free(b.body);
 	free(b.lat_us);
 	return b.failed != 0;
-}
-
-static void
-print_rss(const char *when)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-
-	if (f == NULL)
-		return;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS", 5) || !strncmp(line, "VmHWM", 5))
-			printf("%s %s", when, line);
-	fclose(f);
 }
 
 static int
