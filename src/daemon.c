@@ -296,10 +296,7 @@ modules_reload(struct daemon *d)
 	if (d->smtpd)
 		smtpd_reload(d->smtpd);
 #endif
-#ifdef MXB_HAVE_MXSCHED
-	if (d->sched)
-		mxsched_reopen_logs(d->sched);
-#endif
+	dlog_reopen();
 }
 
 /* daemon_on_tick - while stopping: leave the loop once idle or late */
@@ -391,6 +388,10 @@ daemon_run(const struct config *cfg, int foreground)
 		log_errx("-", "cannot set up the event loop");
 		goto done;
 	}
+	if (cfg->delivery_log && dlog_open(cfg->delivery_log) < 0) {
+		log_err("-", "cannot open delivery log %s", cfg->delivery_log);
+		goto done;
+	}
 	if (modules_start(&d) < 0)
 		goto done;
 	log_info("-", "mxbatchd started (pid %ld, config %s)", (long)getpid(),
@@ -400,5 +401,6 @@ daemon_run(const struct config *cfg, int foreground)
 	rc = 0;
 done:
 	daemon_free(&d);
+	dlog_close();
 	return rc;
 }

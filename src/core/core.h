@@ -45,6 +45,18 @@ void log_msg(enum log_level lvl, int with_errno, const char *id,
 #define log_info(id, ...)  log_msg(LOG_LVL_INFO, 0, (id), __VA_ARGS__)
 #define log_debug(id, ...) log_msg(LOG_LVL_DEBUG, 0, (id), __VA_ARGS__)
 
+/* ---- the delivery log (JSON lines, one shared file) ----
+ * Opened by the daemon from [log] delivery_log. Modules render whole lines
+ * (a JSON object and '\n'; see docs/delivery-log.md) and append them;
+ * each call is one write on an O_APPEND descriptor, so lines never mix.
+ * Thread-safe. Without dlog_open() appends are dropped. */
+int dlog_open(const char *path);    /* 0 ok, -1 (errno) */
+void dlog_reopen(void);             /* SIGHUP */
+void dlog_close(void);
+int dlog_enabled(void);
+void dlog_append(const char *buf, size_t len);
+const char *dlog_file(void);        /* its path, or NULL */
+
 /* ---- parsing of operator values (one place for the whole project) ----
  * durations: "250ms", "30s", "5m", "4h", "5d", "2w"; a bare number is seconds.
  * sizes: "512", "64K", "10M", "2G" (powers of 1024). Return 0 ok, -1 bad. */

@@ -192,9 +192,8 @@ sched_on_written(void *arg, enum queue_status st)
 		 * after a restart; say so rather than log outcomes not kept */
 		log_warnx("-", "store: %zu outcomes not written (%s); their recipients "
 		          "will be retried", p->n, queue_status_to_text(st));
-	} else if (s->dlog && p->loglen) {
-		fwrite(p->log, 1, p->loglen, s->dlog);
-		fflush(s->dlog);
+	} else if (p->loglen) {
+		dlog_append(p->log, p->loglen);
 	}
 	out_free(p);
 }
@@ -454,10 +453,6 @@ mxsched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		snprintf(s->ehlo, sizeof(s->ehlo), "localhost");
 	if (sched_setup_parts(s, err, errlen) < 0)
 		goto fail;
-	if (cfg->delivery_log && (s->dlog = dlog_open(cfg->delivery_log)) == NULL) {
-		snprintf(err, errlen, "cannot open delivery log %s", cfg->delivery_log);
-		goto fail;
-	}
 	s->tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
 	event_add(s->tick, &tv);
 	if (cfg->paused)
@@ -542,23 +537,6 @@ mxsched_free(struct mxsched *s)
 	smtpc_tls_free(s->tls);
 	smtpc_netlist_free(s->allow_private);
 	mxsched_retry_free(&s->retry);
-	if (s->dlog)
-		fclose(s->dlog);
 	free(s);
 }
 
-void
-mxsched_reopen_logs(struct mxsched *s)
-{
-	FILE *f;
-
-	if (s->cfg->delivery_log == NULL)
-		return;
-	if ((f = dlog_open(s->cfg->delivery_log)) == NULL) {
-		log_warn("-", "cannot reopen delivery log %s", s->cfg->delivery_log);
-		return;
-	}
-	if (s->dlog)
-		fclose(s->dlog);
-	s->dlog = f;
-}

@@ -27,8 +27,6 @@ struct mxsched *mxsched_new(struct event_base *base, const struct config *cfg,
 void mxsched_stop(struct mxsched *s);
 int mxsched_busy(const struct mxsched *s);
 void mxsched_free(struct mxsched *s);
-/* SIGHUP: reopen the delivery log. */
-void mxsched_reopen_logs(struct mxsched *s);
 /* Look at the store now (a submission just committed new recipients). */
 void mxsched_kick(struct mxsched *s);
 

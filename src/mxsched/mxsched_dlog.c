@@ -1,19 +1,13 @@
 /*
- * mxsched_dlog.c - the delivery log: one JSON object per line per event
- * (Delivery, TransientFailure, Bounce, Expiration, Suspended), written
- * once the outcome is durable in the store. Reopened on SIGHUP.
+ * mxsched_dlog.c - the scheduler's delivery-log lines (Delivery,
+ * TransientFailure, Bounce, Expiration, Suspended), rendered here and
+ * appended to the shared log (core dlog) once the outcome is durable.
  * The format is documented in docs/delivery-log.md.
  */
 #include "mxsched/mxsched_internal.h"
 
 #include <jansson.h>
 #include <stdlib.h>
-
-FILE *
-dlog_open(const char *path)
-{
-	return fopen(path, "a");
-}
 
 static void
 set_str(json_t *o, const char *k, const char *v)

@@ -150,7 +150,6 @@ struct mxsched {
 	struct smap sites;          /* site key -> site */
 	struct smap msets;          /* "site key\nmsgid" -> mset */
 	struct pending_out *out;    /* outcomes being collected */
-	FILE *dlog;
 	uint32_t rng;
 	/* metrics */
 	uint64_t rpt_hist[RPT_BUCKETS + 1]; /* recipients per transaction */
@@ -189,8 +188,7 @@ void site_resume(struct site *site);
 extern const unsigned rpt_bounds[RPT_BUCKETS];
 void sched_count_txn(struct mxsched *s, size_t n_rcpts);
 
-/* mxsched_dlog.c */
-FILE *dlog_open(const char *path);
+/* mxsched_dlog.c: render one delivery-log line */
 void dlog_write(FILE *f, const char *event, const struct qmsg *m,
                 const struct rcpt *r, const struct site *site,
                 const char *mx_host, const char *mx_addr, const char *tls,

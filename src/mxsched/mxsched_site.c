@@ -556,9 +556,13 @@ conn_send(struct sconn *sc)
 	while ((b = batch_take(site)) != NULL) {
 		if (batch_prepare(b) == 0)
 			break;
-		/* the message was deleted meanwhile: its outcomes are moot */
+		/* the body cannot be read: deleted meanwhile (the store then
+		 * ignores these outcomes) or a read error (try again later) */
+		log_warnx(b->msg->idtext, "cannot open the body; deferring its batch");
 		for (size_t i = 0; i < b->n; i++)
-			sched_rcpt_free(site->s, b->r[i]);
+			sched_outcome(site->s, b->r[i], QUEUE_OUT_REDEFER,
+			              now_ms() + 60000, 0, NULL,
+			              "message body unreadable", site, NULL, NULL, NULL);
 		batch_free(b);
 	}
 	if (b == NULL)
