@@ -122,7 +122,8 @@ struct smtpc_txn {
 	unsigned bdat_outstanding;
 	int fail_code;                /* MAIL refusal applied to every RCPT */
 	char fail_enh[16], fail_text[SMTPC_TEXT_MAX];
-	const char *first_domain;
+	const char *first_domain;     /* of the first recipient */
+	const char *acc_domain;       /* of the first accepted one */
 	struct smtpc_dot dot;
 	uint64_t body_size, body_read;
 	size_t rbuf_have;

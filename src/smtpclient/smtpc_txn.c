@@ -487,8 +487,10 @@ rcpt_refused(struct smtpc_conn *c, struct smtpc_txn *t, size_t i,
 				if (t->rs[j] == SMTPC_RS_UNSENT)
 					set_rcpt(t, j, SMTPC_RCPT_RETRY_NOW, r->code,
 					         r->enhanced, r->text);
-	} else if (t->first_domain && strcasecmp(dom, t->first_domain) != 0 &&
-	           (r->code / 100 == 4 || r->code / 100 == 5)) {
+	} else if ((r->code / 100 == 4 || r->code / 100 == 5) &&
+	           (strcasecmp(dom, t->first_domain) != 0 ||
+	            (t->acc_domain && strcasecmp(dom, t->acc_domain) != 0))) {
+		/* an extra domain's refusal is never final: alone it may pass */
 		set_rcpt(t, i, SMTPC_RCPT_RETRY_NOW, r->code, r->enhanced, r->text);
 		t->res.rcpts[i].multi_domain = 1;
 	} else
@@ -515,7 +517,8 @@ on_rcpt_reply(struct smtpc_conn *c, struct smtpc_txn *t,
 		         t->fail_enh, t->fail_text);
 	else if (r->code / 100 == 2) {
 		t->rs[i] = SMTPC_RS_ACCEPTED;
-		t->n_accepted++;
+		if (t->n_accepted++ == 0)
+			t->acc_domain = domain_of(t->batch->rcpts[i].addr);
 	} else
 		rcpt_refused(c, t, i, r);
 	if (t->n_answered < t->n_sent)

@@ -452,6 +452,65 @@ class SmtpClientSinkTest(unittest.TestCase):
         self.assertIn("SMTPUTF8", sink.transactions()[0]["mail_params"])
         self.assertIn("BODY=8BITMIME", sink.transactions()[0]["mail_params"])
 
+    def test_multi_domain_refusal_after_a_refused_first(self):
+        ip = "127.0.1.126"
+        sink = self.sink(ip, {"one_domain": True, "rcpt_rules": [
+            {"match": "nouser", "reply": "550 5.1.1 no such user"}]})
+        rcpts = ["nouser@d1.test", "b@d2.test", "c@d1.test", "e@d2.test"]
+        run = send(self, self.w, [("mx.d1.test", [ip])], *rcpt_args(rcpts))
+        self.assertEqual(run.statuses(), {
+            "nouser@d1.test": "permfail", "b@d2.test": "delivered",
+            "c@d1.test": "delivered", "e@d2.test": "delivered"})
+        # the sink accepted d2 first; c@d1 was refused as an extra domain
+        # and went out alone in the next transaction
+        first = {r["addr"]: r for r in run.txns[0]["rcpts"]}
+        self.assertEqual(first["c@d1.test"]["status"], "retry-now")
+        self.assertEqual(len(sink.transactions(status="delivered")), 2)
+
+    def test_rset_after_a_refused_mail_then_next_message(self):
+        ip = "127.0.1.127"
+        sink = self.sink(ip, {"tempfail_every": 2, "tempfail_at": "mail",
+                              "tempfail_reply": "451 4.3.0 try later"})
+        run = send(self, self.w, [("mx.s.test", [ip])], "--rcpt", "u@s.test",
+                   "--messages", "3", "--no-pipelining")
+        res = [(t["rcpts"][0]["status"], t["rcpts"][0]["code"])
+               for t in run.txns]
+        self.assertEqual(res, [("delivered", 250), ("tempfail", 451),
+                               ("delivered", 250)])
+        self.assertEqual(len(sink.connections()), 1)
+        self.assertEqual(len(sink.transactions(status="delivered")), 2)
+        # EHLO, 3x MAIL, RSET, 2x RCPT, 2x BDAT, QUIT: one RSET, no more
+        self.assertEqual(sink.connections()[0]["commands"], 10)
+
+    def test_ipv6_and_source_address(self):
+        sink = self.sink("::1")
+        run = send(self, self.w, [("mx6.t.test", ["::1"])], "--rcpt",
+                   "u@t.test")
+        self.assertEqual(run.statuses(), {"u@t.test": "delivered"})
+        self.assertEqual(sink.transactions()[0]["peer"], "::1")
+        ip = "127.0.1.128"
+        sink4 = self.sink(ip)
+        run = send(self, self.w, [("mx.t.test", [ip])], "--rcpt", "u@t.test",
+                   "--source", "127.0.0.77")
+        self.assertEqual(run.statuses(), {"u@t.test": "delivered"})
+        self.assertEqual(sink4.transactions()[0]["peer"], "127.0.0.77")
+
+    def test_large_body_in_bdat_chunks_without_pipelining(self):
+        ip = "127.0.1.129"
+        sink = self.sink(ip)
+        path = self.w.path("mid.eml")
+        data = b"Subject: mid\r\n\r\n" + (b"y" * 78 + b"\r\n") * 5000
+        with open(path, "wb") as f:
+            f.write(data)
+        for opts in (["--no-pipelining"], [], ["--no-chunking"]):
+            run = send(self, self.w, [("mx.u.test", [ip])], "--rcpt",
+                       "u@u.test", "--body", path, *opts)
+            self.assertEqual(run.statuses(), {"u@u.test": "delivered"})
+        txns = sink.transactions(status="delivered")
+        self.assertEqual({t["sha256"] for t in txns},
+                         {hashlib.sha256(data).hexdigest()})
+        self.assertGreater(txns[0]["bdat_chunks"], 5)
+
     def test_many_recipients_many_messages_one_connection(self):
         ip = "127.0.1.125"
         sink = self.sink(ip)
