@@ -14,6 +14,7 @@
 #include "core/core.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,7 +280,7 @@ fnv1a(uint64_t h, const char *s)
 static void
 dsn_ids(struct dsn_ctx *c)
 {
-	static unsigned seq;
+	static _Atomic unsigned seq; /* any thread may compose */
 	char qid[128];
 	uint64_t h;
 
@@ -290,7 +291,8 @@ dsn_ids(struct dsn_ctx *c)
 		bounce_text_clean(c->d->message_id, c->msgid, sizeof(c->msgid));
 	else
 		snprintf(c->msgid, sizeof(c->msgid), "<%llu.%u.%s@%s>",
-		         (unsigned long long)c->date_ms, ++seq, qid, c->host);
+		         (unsigned long long)c->date_ms, atomic_fetch_add(&seq, 1) + 1,
+		         qid, c->host);
 	h = fnv1a(0xcbf29ce484222325ULL, c->msgid);
 	snprintf(c->boundary, sizeof(c->boundary), "=_mxb_%016llx_%llu_=",
 	         (unsigned long long)fnv1a(h, c->sender),
