@@ -125,6 +125,27 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("ok.conf:6: [delivery] connect_timeout: 'soon' is not a duration", r.stderr)
 
+    def test_every_option_documented(self):
+        """docs/configuration.md lists every option the daemon knows."""
+        r = subprocess.run([DAEMON, "--check-config", "/dev/null"], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        src = os.environ.get("MXB_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+        with open(os.path.join(src, "docs", "configuration.md")) as f:
+            doc = f.read()
+        section, missing = None, []
+        for line in r.stdout.splitlines():
+            if line.startswith("["):
+                section = line
+                if section.startswith(("[listen", "[site", "[pool")):
+                    section = section.split(" ")[0] + "]"
+                    section = None if section != "[site]" else section
+            elif "=" in line and not line.startswith(";") and section is not None:
+                key = line.split("=", 1)[0].strip()
+                if "| `%s` |" % key not in doc:
+                    missing.append("%s %s" % (section, key))
+        self.assertEqual(missing, [], "regenerate with contrib/gen-config-doc.py")
+
 
 if __name__ == "__main__":
     unittest.main()
