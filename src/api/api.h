@@ -40,4 +40,40 @@ void smtpd_reload(struct smtpd *sd);
  * acknowledged). NULL is a no-op. Call before queue_close(). */
 void smtpd_free(struct smtpd *sd);
 
+/* ==== admin HTTP API (admin*.c; owned by the admin helper) ==== */
+#include <stdint.h>
+
+/* The scheduler's side of the admin API, filled in by daemon.c (src/api
+ * never includes mxsched.h). Every function runs on the loop thread. */
+struct json_t;                 /* jansson */
+struct admin_sched_ops {
+	void *ctx;
+	/* array of site summaries (key, provider, mx hosts+addresses, shape in force:
+	 * connections limit/current, messages_per_connection, recipients limit learned,
+	 * multi_domain verdict, tls; open connections, ready recipients, suspended_until,
+	 * backoff level, reason, counters delivered/bounced/deferred/transactions/
+	 * connections_opened/possibly_delivered/splits) — new reference */
+	struct json_t *(*sites)(void *ctx);
+	struct json_t *(*site)(void *ctx, const char *key);      /* NULL: unknown */
+	int (*site_suspend)(void *ctx, const char *key, uint64_t ms, const char *reason);
+	int (*site_resume)(void *ctx, const char *key);           /* 0 ok, -1 unknown */
+	int (*site_retry_now)(void *ctx, const char *key);
+	/* scheduler metrics as a JSON object of counters/histograms (recipients per
+	 * transaction histogram buckets, transactions, connections opened, deferrals by
+	 * class, DNS queries/cache hits) — new reference */
+	struct json_t *(*metrics)(void *ctx);
+};
+struct admin;
+/* admin_start - listen on [admin] listen with the bearer token(s) of
+ * [admin] token_file (created with a random token, mode 0600, if missing;
+ * refused if group/world-readable). cfg, q and ops must outlive it; ops
+ * may be NULL (site endpoints then answer 503). NULL with the reason in
+ * err on failure. */
+struct admin *admin_start(struct event_base *base, const struct config *cfg,
+                          struct queue *q, const struct admin_sched_ops *ops,
+                          char *err, size_t errlen);   /* ops may be NULL */
+void admin_stop(struct admin *a);  /* stop listening */
+void admin_free(struct admin *a);  /* NULL is a no-op; before queue_close() */
+/* ==== end of admin HTTP API ==== */
+
 #endif

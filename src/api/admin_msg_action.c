@@ -1,0 +1,313 @@
+/*
+ * admin_msg_action.c - the message actions of the admin API:
+ * POST /v1/messages/{id}/hold|release|retry-now, DELETE /v1/messages/{id},
+ * POST /v1/bounce. Each goes to the store as one durable write; the HTTP
+ * reply is sent from the store's completion callback, so a 200 means the
+ * action is on disk. Every action is logged with the token's name.
+ * Loop thread.
+ *
+ * A pending action (struct admin_op) outlives its request if the admin
+ * API is freed first: admin_ops_detach() answers the request and leaves
+ * the op for the store callback to free (queue_close runs them).
+ *
+ * retry-now makes deferred recipients due now with a RELEASE outcome
+ * (no attempt spent). Only recipients due later than ADMIN_RETRY_MARGIN_MS
+ * from now are touched: one due sooner may be claimed by the scheduler
+ * before the store applies the write, and the store's own due time wins.
+ */
+#include "api/admin_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/http.h>
+
+#include "core/core.h"
+
+#define ADMIN_RETRY_MARGIN_MS 5000
+#define ADMIN_BOUNCE_SCAN     10000
+
+struct admin_op {
+	struct admin_op *next;
+	struct admin *a;              /* NULL once detached */
+	struct evhttp_request *req;
+	char idt[QUEUE_ID_TEXT_LEN];
+	char action[16];
+	size_t rcpts;                 /* recipients touched (retry, bounce) */
+	json_t *extra;                /* more reply fields, or NULL */
+};
+
+int admin_msg_id_parse(struct admin_req *r, const char *s, queue_msgid *id);
+void admin_msg_action(struct admin_req *r, queue_msgid id, const char *action);
+
+static struct admin_op *
+op_new(struct admin *a, struct evhttp_request *req, queue_msgid id,
+       const char *action)
+{
+	struct admin_op *op = xcalloc(1, sizeof(*op));
+
+	op->a = a;
+	op->req = req;
+	if (id)
+		queue_id_to_text(id, op->idt);
+	snprintf(op->action, sizeof(op->action), "%s", action);
+	op->next = a->ops_pending;
+	a->ops_pending = op;
+	return op;
+}
+
+static void
+op_unlink(struct admin_op *op)
+{
+	struct admin_op **pp;
+
+	for (pp = &op->a->ops_pending; *pp; pp = &(*pp)->next)
+		if (*pp == op) {
+			*pp = op->next;
+			break;
+		}
+}
+
+/* op_on_done - the store wrote (or refused) the action: answer */
+static void
+op_on_done(void *arg, enum queue_status st)
+{
+	struct admin_op *op = arg;
+	json_t *o;
+
+	if (op->a == NULL)
+		goto done;
+	op_unlink(op);
+	if (st == QUEUE_ENOTFOUND) {
+		admin_reply_error(op->req, 404, "unknown_message", "no message %s", op->idt);
+	} else if (st != QUEUE_OK) {
+		admin_reply_error(op->req, 503, "store_error", "%s: %s", op->action,
+		                  queue_status_to_text(st));
+	} else {
+		o = json_pack("{s:s, s:s}", "action", op->action, "status", "done");
+		if (op->idt[0])
+			json_object_set_new(o, "id", json_string(op->idt));
+		if (op->extra)
+			json_object_update(o, op->extra);
+		admin_reply_json(op->req, 200, o);
+	}
+done:
+	json_decref(op->extra);
+	free(op);
+}
+
+void
+admin_ops_detach(struct admin *a)
+{
+	struct admin_op *op;
+
+	while ((op = a->ops_pending) != NULL) {
+		a->ops_pending = op->next;
+		admin_reply_error(op->req, 503, "shutting_down",
+		                  "the daemon is stopping; the action may or may not be done");
+		op->a = NULL;
+		op->req = NULL;
+	}
+}
+
+/* msg_retry_now - deferred recipients of one message become due now */
+static void
+msg_retry_now(struct admin_req *r, queue_msgid id, struct admin_op *op)
+{
+	struct queue_rcpt *rc;
+	struct queue_outcome *o;
+	uint64_t now = now_ms();
+	int n = queue_msg_rcpts(r->a->q, id, &rc);
+	size_t k = 0;
+
+	o = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*o));
+	for (int i = 0; i < n; i++) {
+		if (rc[i].state != QUEUE_RCPT_QUEUED ||
+		    rc[i].next_ms <= now + ADMIN_RETRY_MARGIN_MS)
+			continue;
+		o[k].msgid = id;
+		o[k].idx = rc[i].idx;
+		o[k].kind = QUEUE_OUT_RELEASE;
+		k++;
+	}
+	queue_rcpts_free(rc, n > 0 ? (size_t)n : 0);
+	op->extra = json_pack("{s:I}", "recipients", (json_int_t)k);
+	if (k == 0)
+		op_on_done(op, QUEUE_OK);
+	else
+		queue_outcomes(r->a->q, o, k, op_on_done, op);
+	free(o);
+}
+
+void
+admin_msg_action(struct admin_req *r, queue_msgid id, const char *action)
+{
+	struct admin *a = r->a;
+	struct admin_op *op;
+	struct queue_envelope *env;
+	const char *b = admin_query(r, "bounce");
+
+	if (strcmp(action, "delete") == 0 && b && strcmp(b, "0") != 0) {
+		admin_reply_error(r->req, 501, "not_implemented",
+		                  "delete with bounce=1: DSN generation is not wired "
+		                  "to the admin API yet; delete without it");
+		return;
+	}
+	if (strcmp(action, "hold") && strcmp(action, "release") &&
+	    strcmp(action, "retry-now") && strcmp(action, "delete")) {
+		admin_reply_error(r->req, 404, "not_found",
+		                  "message actions: hold, release, retry-now, DELETE");
+		return;
+	}
+	if ((env = queue_envelope_get(a->q, id)) == NULL) { /* early 404 */
+		admin_reply_error(r->req, 404, "unknown_message", "no message %s", r->seg[2]);
+		return;
+	}
+	queue_envelope_free(env);
+	op = op_new(a, r->req, id, action);
+	admin_audit(a, r->who, op->idt, "%s message", action);
+	if (strcmp(action, "hold") == 0)
+		queue_msg_hold(a->q, id, op_on_done, op);
+	else if (strcmp(action, "release") == 0)
+		queue_msg_release(a->q, id, op_on_done, op);
+	else if (strcmp(action, "delete") == 0)
+		queue_msg_delete(a->q, id, r->who, op_on_done, op);
+	else
+		msg_retry_now(r, id, op);
+}
+
+/* ---- POST /v1/bounce ---- */
+
+struct bounce_sel {
+	const char *domain, *tenant, *sender;
+	const char *who;
+	struct queue_outcome *o;
+	size_t n, cap, msgs;
+};
+
+/* bounce_msg - DELETED outcomes for a message's selected recipients */
+static void
+bounce_msg(struct admin *a, struct bounce_sel *s, const struct queue_envelope *e)
+{
+	struct queue_rcpt *rc;
+	int n, hit = 0;
+
+	if ((s->tenant && (e->tenant == NULL || strcmp(s->tenant, e->tenant))) ||
+	    (s->sender && strcasecmp(s->sender, e->sender)))
+		return;
+	n = queue_msg_rcpts(a->q, e->id, &rc);
+	for (int i = 0; i < n; i++) {
+		if (s->domain && strcasecmp(s->domain, rc[i].domain))
+			continue;
+		if (s->n == s->cap) {
+			s->cap = s->cap ? 2 * s->cap : 256;
+			s->o = xrealloc(s->o, s->cap * sizeof(*s->o));
+		}
+		memset(&s->o[s->n], 0, sizeof(*s->o));
+		s->o[s->n].msgid = e->id;
+		s->o[s->n].idx = rc[i].idx;
+		s->o[s->n].kind = QUEUE_OUT_DELETED;
+		s->o[s->n].by = s->who;
+		s->n++;
+		hit = 1;
+	}
+	s->msgs += (size_t)hit;
+	queue_rcpts_free(rc, n > 0 ? (size_t)n : 0);
+}
+
+/* bounce_scan - select from at most ADMIN_BOUNCE_SCAN messages after `after` */
+static queue_msgid
+bounce_scan(struct admin *a, struct bounce_sel *s, queue_msgid after, int *more)
+{
+	struct queue_envelope *page[100];
+	size_t scanned = 0;
+	int n;
+
+	*more = 0;
+	while (scanned < ADMIN_BOUNCE_SCAN &&
+	       (n = queue_msg_list(a->q, after, NULL, 100, page)) > 0) {
+		for (int i = 0; i < n; i++) {
+			if (scanned < ADMIN_BOUNCE_SCAN) {
+				bounce_msg(a, s, page[i]);
+				after = page[i]->id;
+				scanned++;
+			} else {
+				*more = 1;
+			}
+			queue_envelope_free(page[i]);
+		}
+	}
+	if (scanned == ADMIN_BOUNCE_SCAN && !*more)
+		*more = queue_msg_list(a->q, after, NULL, 1, page) == 1 &&
+		        (queue_envelope_free(page[0]), 1);
+	return after;
+}
+
+static const char *
+body_str(const struct admin_req *r, const char *key)
+{
+	const char *v = json_string_value(json_object_get(r->body, key));
+
+	return v && *v ? v : NULL;
+}
+
+void
+admin_msg_bounce(struct admin_req *r)
+{
+	struct bounce_sel s = { 0 };
+	const char *action, *after_s;
+	queue_msgid after = 0;
+	struct admin_op *op;
+	char idt[QUEUE_ID_TEXT_LEN];
+	int more;
+
+	if (r->method != EVHTTP_REQ_POST || r->body == NULL) {
+		admin_reply_error(r->req, r->method != EVHTTP_REQ_POST ? 405 : 400,
+		                  "bad_request", "POST /v1/bounce with a JSON object "
+		                  "{domain|tenant|sender, action: delete|bounce}");
+		return;
+	}
+	s.domain = body_str(r, "domain");
+	s.tenant = body_str(r, "tenant");
+	s.sender = body_str(r, "sender");
+	action = body_str(r, "action") ? body_str(r, "action") : "bounce";
+	after_s = body_str(r, "after");
+	if (!s.domain && !s.tenant && !s.sender) {
+		admin_reply_error(r->req, 400, "bad_request",
+		                  "name what to remove: domain, tenant or sender");
+		return;
+	}
+	if (body_str(r, "site")) {
+		admin_reply_error(r->req, 501, "not_implemented",
+		                  "by site: the scheduler does not list a site's domains");
+		return;
+	}
+	if (strcmp(action, "bounce") == 0) {
+		admin_reply_error(r->req, 501, "not_implemented", "bouncing (DSNs) is "
+		                  "not wired to the admin API yet; use action=delete");
+		return;
+	}
+	if (strcmp(action, "delete") != 0) {
+		admin_reply_error(r->req, 400, "bad_request", "action: delete or bounce");
+		return;
+	}
+	if (after_s && admin_msg_id_parse(r, after_s, &after) < 0)
+		return;
+	s.who = r->who;
+	after = bounce_scan(r->a, &s, after, &more);
+	queue_id_to_text(after, idt);
+	op = op_new(r->a, r->req, 0, "delete");
+	op->extra = json_pack("{s:I, s:I, s:o}", "messages", (json_int_t)s.msgs,
+	                      "recipients", (json_int_t)s.n,
+	                      "next", more ? json_string(idt) : json_null());
+	admin_audit(r->a, r->who, "-", "delete %zu recipients of %zu messages "
+	            "(domain=%s tenant=%s sender=%s)", s.n, s.msgs,
+	            s.domain ? s.domain : "*", s.tenant ? s.tenant : "*",
+	            s.sender ? s.sender : "*");
+	if (s.n == 0)
+		op_on_done(op, QUEUE_OK);
+	else
+		queue_outcomes(r->a->q, s.o, s.n, op_on_done, op);
+	free(s.o);
+}
