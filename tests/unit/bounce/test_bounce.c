@@ -266,6 +266,64 @@ test_names(void **state)
 	assert_int_equal(bounce_category_parse("spam", &c), -1);
 }
 
+/* Random bytes as rule lines and as replies: a clean 0/-1, never a
+ * crash (run under ASan/UBSan by tests/run.sh). Fixed seed. */
+static void
+test_fuzz_rules_and_replies(void **state)
+{
+	static const char *const pieces[] = {
+		"bad-mailbox ", "throttled ", "none ", "reputation ", "status=",
+		"code=", "phase=", "mx=", "text=", "5.1.1 ", "*.*.* ", "5xx ",
+		"rcpt,eom ", "(", ")", "[", "\\", "*", "|", "=", " ", "\t",
+		"\xff", "\x01", "#", "any", "x",
+	};
+	struct bounce_rules *b = bounce_rules_builtin();
+	struct bounce_rules *r = bounce_rules_new();
+	unsigned seed = 12345;
+	char line[512], err[256];
+	int ok = 0;
+
+	(void)state;
+	for (int i = 0; i < 20000; i++) {
+		size_t len = 0;
+		int n = (int)(rand_r(&seed) % 12);
+		line[0] = '\0';
+		for (int k = 0; k < n; k++) {
+			const char *p = pieces[rand_r(&seed) % (sizeof(pieces) /
+			                                       sizeof(pieces[0]))];
+			if (len + strlen(p) + 1 < sizeof(line)) {
+				memcpy(line + len, p, strlen(p) + 1);
+				len += strlen(p);
+			}
+		}
+		ok += bounce_rules_add_line(r, line, "fuzz", (unsigned)i, err,
+		                            sizeof(err)) == 0;
+	}
+	assert_true(ok > 0);
+	for (int i = 0; i < 20000; i++) {
+		char text[200], enh[12], mx[16];
+		struct bounce_reply rp;
+		for (size_t k = 0; k < sizeof(text) - 1; k++)
+			text[k] = (char)(1 + rand_r(&seed) % 255);
+		text[rand_r(&seed) % sizeof(text)] = '\0';
+		text[sizeof(text) - 1] = '\0';
+		snprintf(enh, sizeof(enh), "%u.%u.%u", rand_r(&seed) % 7,
+		         rand_r(&seed) % 12, rand_r(&seed) % 1200);
+		snprintf(mx, sizeof(mx), "mx%u.x", rand_r(&seed) % 10);
+		rp.phase = (enum bounce_phase)(rand_r(&seed) % 14);
+		rp.code = (int)(rand_r(&seed) % 1200) - 100;
+		rp.enhanced = rand_r(&seed) % 3 ? enh : NULL;
+		rp.text = rand_r(&seed) % 5 ? text : NULL;
+		rp.mx_host = rand_r(&seed) % 2 ? mx : NULL;
+		struct bounce_class c1 = bounce_classify(b, &rp);
+		struct bounce_class c2 = bounce_classify(r, &rp);
+		assert_true((unsigned)c1.cat < BOUNCE_CAT_COUNT);
+		assert_true((unsigned)c2.sig < BOUNCE_SIG_COUNT);
+	}
+	bounce_rules_free(b);
+	bounce_rules_free(r);
+}
+
 int test_bounce_dsn_main(void);
 int test_bounce_policy_main(void);
 
@@ -279,6 +337,7 @@ main(void)
 		cmocka_unit_test(test_rule_file_errors),
 		cmocka_unit_test(test_rule_override_and_match),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_fuzz_rules_and_replies),
 	};
 	int rc = cmocka_run_group_tests_name("bounce_classify", tests, NULL,
 	                                     NULL);

@@ -399,6 +399,50 @@ test_dsn_status_defaults(void **state)
 	bounce_buf_release(&b);
 }
 
+static void
+random_bytes(char *p, size_t cap, unsigned *seed)
+{
+	size_t n = rand_r(seed) % cap;
+	for (size_t i = 0; i < n; i++)
+		p[i] = (char)(1 + rand_r(seed) % 255);
+	p[n] = '\0';
+}
+
+/* Random bytes in every outside value: each DSN is still CRLF-only with
+ * short lines, or refused as invalid. Fixed seed. */
+static void
+test_dsn_fuzz(void **state)
+{
+	unsigned seed = 777;
+	char text[1500], addr[300], mta[100], orcpt[300], envid[120], snd[200];
+	struct bounce_dsn d;
+	struct bounce_dsn_rcpt r;
+
+	(void)state;
+	for (int i = 0; i < 3000; i++) {
+		struct bounce_buf b = { 0 };
+		enum bounce_dsn_status st;
+		base_dsn(&d, &r, NULL);
+		random_bytes(text, sizeof(text), &seed);
+		random_bytes(addr, sizeof(addr), &seed);
+		random_bytes(mta, sizeof(mta), &seed);
+		random_bytes(orcpt, sizeof(orcpt), &seed);
+		random_bytes(envid, sizeof(envid), &seed);
+		random_bytes(snd, sizeof(snd), &seed);
+		r.text = text, r.address = addr, r.remote_mta = mta;
+		r.orcpt = orcpt, d.envid = envid, d.sender = snd;
+		r.enhanced = i % 2 ? text : "5.1.1";
+		r.status = i % 3 ? NULL : mta;
+		r.code = (int)(rand_r(&seed) % 1100) - 50;
+		r.action = (enum bounce_action)(rand_r(&seed) % 5);
+		st = bounce_dsn_write(&d, bounce_buf_write, &b, NULL);
+		assert_true(st == BOUNCE_DSN_OK || st == BOUNCE_DSN_EINVAL);
+		if (st == BOUNCE_DSN_OK)
+			check_lines(&b, "fuzz");
+		bounce_buf_release(&b);
+	}
+}
+
 int
 test_bounce_dsn_main(void)
 {
@@ -410,6 +454,7 @@ test_bounce_dsn_main(void)
 		cmocka_unit_test(test_dsn_callback_errors),
 		cmocka_unit_test(test_dsn_streams_headers_only),
 		cmocka_unit_test(test_dsn_status_defaults),
+		cmocka_unit_test(test_dsn_fuzz),
 	};
 	return cmocka_run_group_tests_name("bounce_dsn", tests, NULL, NULL);
 }
