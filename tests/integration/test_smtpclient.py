@@ -6,6 +6,9 @@ which MX, over how many connections.
 import hashlib
 import json
 import os
+import pwd
+import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -707,6 +710,147 @@ class SmtpClientHostileTest(unittest.TestCase):
         self.assertNotIn("STARTTLS", srv.log)
         run = self.run_one(ip, "--tls", "encrypt")   # required: no fallback
         self.assertEqual(run.closed[0]["error"], "tls")
+
+
+MASTER_CF = """\
+{listen} inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+MAIN_CF = """\
+compatibility_level = 3.6
+queue_directory = {dir}/spool
+data_directory = {dir}/data
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+myhostname = {name}
+mydomain = pf.test
+myorigin = pf.test
+mydestination =
+mynetworks = 127.0.0.0/8
+relay_domains =
+default_transport = discard
+local_transport = discard
+relay_transport = discard
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+smtpd_recipient_limit = 1000
+maillog_file = /dev/stdout
+alias_maps =
+alias_database =
+biff = no
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+"""
+
+
+def postfix_usable():
+    return (shutil.which("postfix") is not None and os.geteuid() == 0
+            and os.path.isdir("/usr/lib/postfix/sbin"))
+
+
+class PostfixPeer:
+    """A private Postfix instance (own config and queue under the world's
+    temp dir) whose smtpd listens on ip:port and discards everything."""
+
+    def __init__(self, test, w, ip, name="pf.test"):
+        self.dir = w.path("postfix")
+        self.etc = os.path.join(self.dir, "etc")
+        for d in ("etc", "spool", "data"):
+            os.makedirs(os.path.join(self.dir, d))
+        os.chmod(w.dir, 0o755)    # the postfix user must reach its dirs
+        pw = pwd.getpwnam("postfix")
+        os.chown(os.path.join(self.dir, "data"), pw.pw_uid, pw.pw_gid)
+        self.cert = w.cert(names=(name,), ips=(ip,))
+        with open(os.path.join(self.etc, "main.cf"), "w") as f:
+            f.write(MAIN_CF.format(dir=self.dir, name=name,
+                                   cert=self.cert.cert, key=self.cert.key))
+        with open(os.path.join(self.etc, "master.cf"), "w") as f:
+            f.write(MASTER_CF.format(listen="%s:%d" % (ip, w.smtp_port)))
+        self.log_path = os.path.join(self.dir, "maillog")
+        self.logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(["postfix", "-c", self.etc, "start-fg"],
+                                     stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        test.addCleanup(self.stop)
+        world.wait_until(lambda: self.accepting(ip, w.smtp_port), timeout=30,
+                         what="postfix smtpd listening")
+
+    def accepting(self, ip, port):
+        if self.proc.poll() is not None:
+            raise RuntimeError("postfix exited: %s" % self.log())
+        try:
+            socket.create_connection((ip, port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        subprocess.run(["postfix", "-c", self.etc, "stop"],
+                       capture_output=True, timeout=60)
+        world.stop_process(self.proc)
+        pidfile = os.path.join(self.dir, "spool", "pid", "master.pid")
+        try:
+            with open(pidfile) as f:
+                os.kill(int(f.read().strip()), 15)
+        except (OSError, ValueError):
+            pass
+        self.logf.close()
+
+
+@unittest.skipUnless(postfix_usable(), "postfix not installed (or not root)")
+class SmtpClientPostfixTest(unittest.TestCase):
+    """Interop with a real Postfix smtpd as the receiving MX."""
+
+    def test_batches_of_100_arrive_as_one_transaction_each(self):
+        w = world.World(self)
+        ip = "127.0.1.170"
+        pf = PostfixPeer(self, w, ip)
+        run = send(self, w, [("pf.test", [ip])], "--gen-rcpts", "250",
+                   "--gen-domain", "a.test,b.test", "--messages", "2",
+                   "--quiet")
+        self.assertEqual(run.summary["delivered"], 500)
+        self.assertEqual(run.summary["transactions"], 6)
+        run = send(self, w, [("pf.test", [ip])], "--rcpt", "tls@a.test",
+                   "--tls", "verify", "--ca", pf.cert.ca)
+        self.assertEqual(run.statuses(), {"tls@a.test": "delivered"})
+        self.assertTrue(run.txns[0]["tls"].startswith("TLS"))
+
+        def counted():
+            log = pf.log()
+            return log.count("status=sent") >= 501 and log
+        log = world.wait_until(counted, timeout=30, what="postfix deliveries")
+        nrcpt = sorted(int(n) for n in re.findall(r"nrcpt=(\d+)", log))
+        self.assertEqual(nrcpt, [1, 50, 50, 100, 100, 100, 100])
+        self.assertEqual(log.count("status=sent"), 501)
+        self.assertTrue("starttls=1" in log and "bdat=6" in log,
+                        "postfix saw no STARTTLS or not 6 BDAT transactions")
 
 
 class SmtpClientBigBodyTest(unittest.TestCase):
