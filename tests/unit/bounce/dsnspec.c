@@ -114,9 +114,11 @@ parse_kv(struct dsnspec *s, const char *k, const char *v, const char *dir)
 	else if (strcmp(k, "ret") == 0)
 		d->ret = strcmp(v, "full") == 0 ? BOUNCE_RET_FULL :
 		         strcmp(v, "hdrs") == 0 ? BOUNCE_RET_HDRS : BOUNCE_RET_UNSET;
-	else if (strcmp(k, "original") == 0)
-		snprintf(s->original, sizeof(s->original), "%s/%s", dir, v);
-	else if (strcmp(k, "rcpt") == 0)
+	else if (strcmp(k, "original") == 0) {
+		int n = snprintf(s->original, sizeof(s->original), "%s/%s", dir, v);
+		if (n < 0 || (size_t)n >= sizeof(s->original))
+			return -1;
+	} else if (strcmp(k, "rcpt") == 0)
 		return parse_rcpt(s, v);
 	else
 		return -1;
