@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	struct smtpd_listener *l = arg;
 	char ip[48] = "";
 	struct smtpd_ipent *e;
+	int one = 1;
 
 	(void)lev;
 	if (sa->sa_family == AF_INET)
@@ -130,6 +132,8 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		refuse(fd, "Too many connections from your address", l, ip);
 		return;
 	}
+	if (!l->is_unix) /* replies are whole; never hold one back (Nagle) */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	smtpd_session_new(l, fd, sa, salen);
 }
 

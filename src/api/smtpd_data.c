@@ -25,6 +25,16 @@
 #include "core/core.h"
 #include "queue/queue.h"
 
+/* mono_us - monotonic microseconds (commit latency in the log) */
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* set_err - first reason this message is refused (later ones ignored) */
 static void
 set_err(struct smtpd_session *s, const char *reply)
@@ -283,7 +293,7 @@ message_end(struct smtpd_session *s)
 	s->w = NULL;
 	s->state = SS_COMMIT;
 	s->commit_pending = 1;
-	s->cmd_start_ms = mono_ms(); /* commit latency, for the log */
+	s->commit_start_us = mono_us(); /* end of data -> durable, for the log */
 	queue_msg_commit(w, on_commit, s);
 }
 
@@ -298,10 +308,11 @@ commit_reply(struct smtpd_session *s, enum queue_status st, const char *qid)
 		s->msgs++;
 		if (a)
 			account_charge(a, now_ms(), s->n_rcpts);
-		log_info(qid, "queued: from=<%s> rcpts=%zu size=%llu listener=%s%s%s (%s, %llu ms)",
+		log_info(qid, "queued: from=<%s> rcpts=%zu size=%llu listener=%s%s%s "
+		         "session=%s commit_us=%llu",
 		         s->sender, s->n_rcpts, (unsigned long long)s->data_bytes,
 		         s->l->cfg->name, s->user ? " account=" : "", s->user ? s->user : "",
-		         s->id, (unsigned long long)(mono_ms() - s->cmd_start_ms));
+		         s->id, (unsigned long long)(mono_us() - s->commit_start_us));
 		return;
 	case QUEUE_EDISKFULL:
 		smtpd_session_reply(s, "452 4.3.1 Insufficient system storage; try again later");

@@ -152,6 +152,7 @@ void account_charge(struct account *a, uint64_t now, uint64_t rcpts);
 struct event_base;
 struct event;
 struct bufferevent;
+struct evbuffer;
 struct evconnlistener;
 struct config;
 struct config_listen;
@@ -233,6 +234,7 @@ struct smtpd_session {
 	char id[24];
 	int fd;
 	struct bufferevent *bev;
+	struct evbuffer *out;    /* replies of the current callback */
 	int bev_owns_fd;         /* TLS bufferevent closes fd on free */
 	struct event *timer;
 	struct sockaddr_storage peer;
@@ -248,6 +250,7 @@ struct smtpd_session {
 	char auth_user[256];
 	unsigned errors, junk, msgs;
 	uint64_t last_ms, cmd_start_ms;
+	uint64_t commit_start_us;
 	/* transaction */
 	int in_mail, txn_failed, used_bdat, used_data;
 	char sender[SMTPD_PATH_MAX + 1];

@@ -47,7 +47,7 @@ smtpd_session_reply(struct smtpd_session *s, const char *fmt, ...)
 
 	if (s->bev == NULL || s->state == SS_CLOSING)
 		return;
-	out = bufferevent_get_output(s->bev);
+	out = s->out;
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(out, fmt, ap);
 	va_end(ap);
@@ -73,9 +73,7 @@ smtpd_session_close(struct smtpd_session *s, const char *reply)
 		s->freeing = 1;
 		return;
 	}
-	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		s->freeing = 1;
+	bufferevent_disable(s->bev, EV_READ); /* freed once the output is out */
 }
 
 void
@@ -118,10 +116,39 @@ arm_timer(struct smtpd_session *s)
 	evtimer_add(s->timer, &tv);
 }
 
-/* session_finish - end of every top-level callback: free or re-arm */
+static void tls_switch(struct smtpd_session *s);
+
+/* flush_out - send the replies of this callback: straight to a plain
+ * socket when nothing is queued before them (saves the write event and two
+ * epoll_ctl per reply), else through the bufferevent. Then act on an empty
+ * output: close, or switch to TLS after the 220 to STARTTLS. */
+static void
+flush_out(struct smtpd_session *s)
+{
+	struct evbuffer *bo;
+
+	if (s->bev == NULL || s->gone)
+		return;
+	bo = bufferevent_get_output(s->bev);
+	if (evbuffer_get_length(s->out) > 0) {
+		if (!s->bev_owns_fd && evbuffer_get_length(bo) == 0)
+			evbuffer_write(s->out, s->fd); /* errors surface on the bev */
+		if (evbuffer_get_length(s->out) > 0)
+			evbuffer_add_buffer(bo, s->out);
+	}
+	if (evbuffer_get_length(bo) > 0)
+		return;
+	if (s->state == SS_CLOSING)
+		s->freeing = 1;
+	else if (s->state == SS_TLS_WAIT)
+		tls_switch(s);
+}
+
+/* session_finish - end of every top-level callback: flush, free or re-arm */
 void
 smtpd_session_finish(struct smtpd_session *s)
 {
+	flush_out(s);
 	if ((s->gone || s->freeing) && !s->commit_pending)
 		smtpd_session_free(s);
 	else if (!s->gone)
@@ -288,11 +315,7 @@ on_write(struct bufferevent *bev, void *arg)
 	struct smtpd_session *s = arg;
 
 	(void)bev;
-	if (s->state == SS_TLS_WAIT)
-		tls_switch(s);
-	else if (s->state == SS_CLOSING)
-		s->freeing = 1;
-	smtpd_session_finish(s);
+	smtpd_session_finish(s); /* output drained: close or STARTTLS */
 }
 
 static void
@@ -341,6 +364,7 @@ smtpd_session_new(struct smtpd_listener *l, int fd, const struct sockaddr *sa,
 	struct smtpd_session *s = xcalloc(1, sizeof(*s));
 	struct smtpd *sd = l->sd;
 
+	s->out = evbuffer_new();
 	s->sd = sd;
 	s->l = l;
 	s->fd = fd;
@@ -372,7 +396,7 @@ smtpd_session_new(struct smtpd_listener *l, int fd, const struct sockaddr *sa,
 	if (!l->cfg->implicit_tls)
 		setup_bev(s);
 	smtpd_session_reply(s, "220 %s ESMTP mxbatch", sd->hostname);
-	arm_timer(s);
+	smtpd_session_finish(s);
 }
 
 /* release - give back everything but the struct (idempotent) */
@@ -393,6 +417,9 @@ release(struct smtpd_session *s)
 	s->hdr = NULL;
 	free(s->user);
 	s->user = NULL;
+	if (s->out)
+		evbuffer_free(s->out);
+	s->out = NULL;
 	if (s->timer)
 		event_free(s->timer);
 	s->timer = NULL;
