@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import unittest
 
 import world
@@ -668,6 +669,33 @@ class SmtpClientHostileTest(unittest.TestCase):
         run = self.run_one(ip)
         self.assertEqual(run.statuses(), {"u@evil.test": "tempfail"})
         self.assertEqual(run.txns[0]["error"], "protocol")
+
+    def idle_death(self, ip, last):
+        def h(s, c, n):
+            r = LineReader(c)
+            c.sendall(b"220 hi\r\n")
+            for reply in (b"250 hi\r\n", b"250 ok\r\n", b"250 ok\r\n"):
+                r.line()
+                c.sendall(reply)
+            r.line()
+            c.sendall(b"354 go\r\n")
+            r.data()
+            c.sendall(b"250 2.0.0 queued\r\n")
+            time.sleep(0.3)
+            c.sendall(last)
+
+        self.serve(ip, h)
+        return self.run_one(ip, "--linger", "5s")
+
+    def test_connection_dying_while_idle_tells_the_owner(self):
+        run = self.idle_death("127.0.1.155", b"421 4.4.2 idle too long\r\n")
+        self.assertEqual(run.statuses(), {"u@evil.test": "delivered"})
+        self.assertEqual(run.closed[0]["error"], "shutdown")
+        self.assertIn("421 4.4.2 idle too long", run.closed[0]["reason"])
+        run = self.idle_death("127.0.1.156", b"")   # just closes
+        self.assertEqual(run.statuses(), {"u@evil.test": "delivered"})
+        self.assertEqual(run.closed[0]["error"], "lost")
+        self.assertIn("READY", run.closed[0]["reason"])
 
     def test_starttls_injection_is_discarded(self):
         ip = "127.0.1.153"

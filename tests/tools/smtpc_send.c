@@ -58,7 +58,7 @@ struct conn {
 	struct smtpc_batch batch;  /* the job in flight */
 	struct body body;
 	struct job *job;
-	int dead;
+	struct event *linger;      /* --linger: idle before QUIT */
 };
 
 struct run {
@@ -73,6 +73,7 @@ struct run {
 	struct job *head, *tail;
 	size_t max_rcpt, messages, msgs_per_conn, n_conns, open, conns_made;
 	int quiet, txn_json, failed_open;
+	uint64_t linger_ms;
 	struct smtpc_batch proto;  /* sender, DSN, flags */
 	unsigned long long n[6], txns, unsent;
 	uint64_t t0;
@@ -280,7 +281,17 @@ on_done(struct smtpc_conn *sc, const struct smtpc_result *res, void *arg)
 		conn_next(c);
 }
 
-/* conn_next - next job on an idle connection, or QUIT */
+static void
+on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	smtpc_conn_close(c->sc);
+}
+
+/* conn_next - next job on an idle connection, or QUIT (after --linger) */
 static void
 conn_next(struct conn *c)
 {
@@ -288,9 +299,19 @@ conn_next(struct conn *c)
 
 	if (!smtpc_conn_is_idle(c->sc))
 		return;
-	if ((R.msgs_per_conn && smtpc_conn_txn_count(c->sc) >= R.msgs_per_conn) ||
-	    (j = job_pop()) == NULL) {
+	if (R.msgs_per_conn && smtpc_conn_txn_count(c->sc) >= R.msgs_per_conn) {
 		smtpc_conn_close(c->sc);
+		return;
+	}
+	if ((j = job_pop()) == NULL) {
+		struct timeval tv = { (time_t)(R.linger_ms / 1000),
+		                      (suseconds_t)(R.linger_ms % 1000) * 1000 };
+		if (R.linger_ms == 0) {
+			smtpc_conn_close(c->sc);
+			return;
+		}
+		c->linger = evtimer_new(R.base, on_linger, c);
+		evtimer_add(c->linger, &tv);
 		return;
 	}
 	c->job = j;
@@ -332,6 +353,8 @@ on_closed(struct smtpc_conn *sc, void *arg)
 	if (!c->was_ready)
 		R.failed_open = 1;
 	smtpc_conn_free(sc);
+	if (c->linger)
+		event_free(c->linger);
 	free(c);
 	R.open--;
 	/* replace it while work is left, unless opening itself fails */
@@ -372,7 +395,7 @@ usage(FILE *out)
 	"         [--max-addresses N] [--timeout DUR] [--connect-timeout DUR]\n"
 	"         [--data-done-timeout DUR] [--notify LIST] [--orcpt] \n"
 	"         [--ret FULL|HDRS] [--envid X] [--smtputf8] [--8bit]\n"
-	"         [--quiet] [--verbose]\n"
+	"         [--linger DUR] [--quiet] [--verbose]\n"
 	"Sends --messages copies of one message to the recipients through the\n"
 	"SMTP client; prints JSON lines (connect, txn, closed, summary).\n");
 }
@@ -529,7 +552,8 @@ summary(void)
 enum { O_PORT = 256, O_FROM, O_BODY, O_BODYSIZE, O_MSGS, O_MAXRCPT, O_CONNS,
        O_MPC, O_EHLO, O_SOURCE, O_TLS, O_CA, O_NOPIPE, O_NOCHUNK, O_ALLOW,
        O_MAXADDR, O_TMO, O_CTMO, O_DDTMO, O_NOTIFY, O_ORCPT, O_RET, O_ENVID,
-       O_UTF8, O_8BIT, O_QUIET, O_VERBOSE, O_GENR, O_GEND, O_MX, O_RCPT };
+       O_UTF8, O_8BIT, O_QUIET, O_VERBOSE, O_GENR, O_GEND, O_MX, O_RCPT,
+       O_LINGER };
 
 static const struct option longopts[] = {
 	{"mx", 1, 0, O_MX}, {"rcpt", 1, 0, O_RCPT}, {"port", 1, 0, O_PORT},
@@ -546,7 +570,7 @@ static const struct option longopts[] = {
 	{"smtputf8", 0, 0, O_UTF8}, {"8bit", 0, 0, O_8BIT},
 	{"quiet", 0, 0, O_QUIET}, {"verbose", 0, 0, O_VERBOSE},
 	{"gen-rcpts", 1, 0, O_GENR}, {"gen-domain", 1, 0, O_GEND},
-	{"help", 0, 0, 'h'}, {0, 0, 0, 0},
+	{"linger", 1, 0, O_LINGER}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
 };
 
 struct cli {
@@ -600,6 +624,7 @@ parse_opt(int o, const char *a, struct cli *cl)
 	case O_VERBOSE: cl->verbose = 1; break;
 	case O_GENR: cl->gen_n = num(a, "bad --gen-rcpts"); break;
 	case O_GEND: cl->gen_domain = a; break;
+	case O_LINGER: R.linger_ms = dur(a, "bad --linger"); break;
 	case 'h': usage(stdout); exit(0);
 	default: usage(stderr); exit(1);
 	}
