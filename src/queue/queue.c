@@ -80,7 +80,7 @@ queue_opts_defaults(struct queue_opts *o)
 	if (o->max_message_size == 0)
 		o->max_message_size = 50ull << 20;
 	if (o->max_round_bytes == 0)
-		o->max_round_bytes = 16ull << 20;
+		o->max_round_bytes = 2ull << 20;
 }
 
 static struct queue *

@@ -66,7 +66,7 @@ struct queue_opts {
 	uint64_t memtable_bytes;   /* total memtables, all families; 0 = 64 MiB */
 	uint64_t max_message_size; /* body bytes; 0 = 50 MiB */
 	uint64_t max_round_bytes;  /* bytes per WriteBatch before splitting a
-	                            * round; 0 = 16 MiB */
+	                            * round; 0 = 2 MiB */
 	int body_blob_files;       /* 1: body chunks in RocksDB blob files */
 	int read_only_check;       /* reserved, 0 */
 };

@@ -176,6 +176,22 @@ qstore_fail_all(struct queue *q, struct qop *ops, enum queue_status st)
 	qstore_cleanup_failed(q, ops);
 }
 
+/* qstore_drop_data - body bytes are in the batch now: free them early,
+ * so memory is bounded by the backlog + one batch, whatever the loop does */
+static void
+qstore_drop_data(struct queue *q, struct qop *op)
+{
+	if (op->data == NULL)
+		return;
+	free(op->data);
+	op->data = NULL;
+	if (op->kind == QOP_CHUNK) {
+		pthread_mutex_lock(&q->lock);
+		q->backlog -= op->len;
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
 /* qstore_round - apply and write every op of one round; 0 if written */
 static int
 qstore_round(struct queue *q, struct qop *ops)
@@ -196,6 +212,7 @@ qstore_round(struct queue *q, struct qop *ops)
 	st = QUEUE_OK;
 	for (struct qop *op = ops; op && st == QUEUE_OK; op = op->next) {
 		qapply(&r, op);
+		qstore_drop_data(q, op);
 		rocksdb_writebatch_data(r.wb, &size);
 		if (size >= q->opts.max_round_bytes)
 			st = qstore_write(&r);
@@ -225,8 +242,11 @@ qstore_finish(struct queue *q, struct qop *ops)
 		last = last->next;
 	pthread_mutex_lock(&q->lock);
 	for (struct qop *op = ops; op; op = op->next)
-		if (op->kind == QOP_CHUNK)
-			q->backlog -= op->len;
+		if (op->kind == QOP_CHUNK && op->data != NULL) {
+			q->backlog -= op->len; /* never applied (failed round) */
+			free(op->data);
+			op->data = NULL;
+		}
 	*q->done_tail = ops;
 	q->done_tail = &last->next;
 	pthread_mutex_unlock(&q->lock);
