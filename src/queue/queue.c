@@ -95,7 +95,6 @@ queue_alloc(const struct queue_opts *o)
 	q->efd = -1;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->cond, NULL);
-	pthread_cond_init(&q->sync_cond, NULL);
 	pthread_rwlock_init(&q->dblock, NULL);
 	q->pending_tail = &q->pending;
 	q->done_tail = &q->done;
@@ -125,7 +124,7 @@ queue_wire(struct queue *q, char *err, size_t errlen)
 static void
 queue_release(struct queue *q)
 {
-	if (q->thread_started || q->sync_started)
+	if (q->thread_started)
 		qstore_stop(q);
 	if (q->ev)
 		event_free(q->ev);
@@ -137,7 +136,6 @@ queue_release(struct queue *q)
 	qfail_free_all(q);
 	pthread_mutex_destroy(&q->lock);
 	pthread_cond_destroy(&q->cond);
-	pthread_cond_destroy(&q->sync_cond);
 	pthread_rwlock_destroy(&q->dblock);
 	free(q->path);
 	free(q);

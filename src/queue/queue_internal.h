@@ -160,11 +160,7 @@ struct queue {
 	uint64_t backlog;               /* CHUNK bytes pending (lock) */
 	struct queue_counters published; /* counters as last written (lock) */
 
-	/* sync thread: rounds written, waiting for their WAL sync (lock) */
-	pthread_t sync_thread;
-	int sync_started, sync_stop;
-	pthread_cond_t sync_cond;
-	struct qop *syncq, **syncq_tail;
+	/* failure state (lock) */
 	int db_broken;                  /* a write failed: reopen first */
 	enum queue_status broken_st;
 	struct qfail *failed;           /* ids whose body chunk failed */
@@ -204,6 +200,7 @@ struct qround {
 	struct queue *q;
 	rocksdb_writebatch_t *wb;
 	struct qrcache *rc;
+	int unsynced;           /* an earlier batch of the round was not synced */
 };
 
 /* queue_rcache.c: msg/rcpt records written in the current round */

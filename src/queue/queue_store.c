@@ -1,29 +1,27 @@
 /*
- * queue_store.c - the store thread, the sync thread, and group commit.
+ * queue_store.c - the store thread and its group commit.
  *
  * The loop thread appends ops to q->pending and signals q->cond. The store
  * thread takes every op pending at the start of a round, applies them in
  * order to one WriteBatch (later ops read earlier ones' writes through the
- * round cache) and writes it to RocksDB without a sync, then hands the
- * round to the sync thread and starts the next round at once. The sync
- * thread syncs the WAL once for every round written since its last sync
- * (rocksdb_flush_wal(sync=1) = DB::SyncWAL, which covers every earlier
- * write) and only then completes their ops. So the fsync of round k
- * overlaps the building and writing of round k+1: one fsync per round or
- * fewer, never one per message. A round whose batch grows beyond
- * max_round_bytes (large bodies) is written as several batches.
+ * round cache) and writes it with the WAL synced: one fsync per round,
+ * however many submissions and outcomes it carries. A round whose batch
+ * grows beyond max_round_bytes (large bodies) is written as several
+ * batches, only the last one synced (a WAL sync covers every earlier
+ * write).
  *
- * A write that is not yet synced is already visible to readers: a claim
- * may see recipients of a message whose submitter is still waiting for its
- * ack. A crash then loses the message (never acknowledged) after a
- * possible delivery: at-least-once, as for any in-flight recipient.
+ * Why not sync on a separate thread (SyncWAL) to overlap round k's fsync
+ * with round k+1? Tried: no measurable gain on this 2-core machine, and
+ * Debian's RocksDB 7.8 is built with assertions: SyncWAL on a WAL whose
+ * append just failed (ENOSPC) aborts the process
+ * (WritableFileWriter::AssertFalseAndGetStatusForPrevError).
  *
- * If a write or a sync fails, every op of that round fails with that
- * status (disk full or temporary), RocksDB is closed and reopened before
- * the next round (RocksDB refuses writes after a failed WAL write), the
- * counters are reloaded from disk, and bodies of failed submissions are
- * deleted by internal abort ops. Finished ops go to q->done and the loop
- * is woken through the eventfd, where their callbacks run.
+ * If a write fails, every op of the round fails with that status (disk
+ * full or temporary), RocksDB is closed and reopened before the next
+ * round (RocksDB refuses writes after a failed WAL write), the counters
+ * are reloaded from disk, and bodies of failed submissions are deleted by
+ * internal abort ops. Finished ops go to q->done and the loop is woken
+ * through the eventfd, where their callbacks run.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -73,7 +71,7 @@ qstore_submit(struct queue *q, struct qop *op)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* qstore_broken - note a failed write or sync (any thread) */
+/* qstore_broken - note a failed write */
 static void
 qstore_broken(struct queue *q, enum queue_status st)
 {
@@ -117,16 +115,17 @@ qstore_reopen(struct queue *q)
 
 /* qstore_write - write the batch (and reset it); status of the write */
 static enum queue_status
-qstore_write(struct qround *r)
+qstore_write(struct qround *r, int sync)
 {
 	struct queue *q = r->q;
 	char *e = NULL;
 	enum queue_status st = QUEUE_OK;
 
-	if (rocksdb_writebatch_count(r->wb) == 0)
+	if (rocksdb_writebatch_count(r->wb) == 0 && !(sync && r->unsynced))
 		return QUEUE_OK;
 	qapply_counters(r);
-	rocksdb_write(q->db, q->wnosync, r->wb, &e);
+	rocksdb_write(q->db, sync ? q->wsync : q->wnosync, r->wb, &e);
+	r->unsynced = !sync;
 	if (e) {
 		st = qdb_status_of(e);
 		log_warnx("-", "spool %s: write failed (%s): %s", q->path,
@@ -192,11 +191,11 @@ qstore_drop_data(struct queue *q, struct qop *op)
 	}
 }
 
-/* qstore_round - apply and write every op of one round; 0 if written */
+/* qstore_round - apply and durably write every op of one round */
 static int
 qstore_round(struct queue *q, struct qop *ops)
 {
-	struct qround r = { q, q->wb, q->rc };
+	struct qround r = { q, q->wb, q->rc, 0 };
 	enum queue_status st = QUEUE_OK;
 	size_t size;
 	int broken;
@@ -215,10 +214,10 @@ qstore_round(struct queue *q, struct qop *ops)
 		qstore_drop_data(q, op);
 		rocksdb_writebatch_data(r.wb, &size);
 		if (size >= q->opts.max_round_bytes)
-			st = qstore_write(&r);
+			st = qstore_write(&r, 0);
 	}
 	if (st == QUEUE_OK)
-		st = qstore_write(&r);
+		st = qstore_write(&r, 1);
 	rocksdb_writebatch_clear(r.wb);
 	qrcache_clear(r.rc);
 	if (st != QUEUE_OK) {
@@ -231,7 +230,7 @@ qstore_round(struct queue *q, struct qop *ops)
 	return 0;
 }
 
-/* qstore_finish - hand finished ops to the loop (any thread) */
+/* qstore_finish - hand finished ops to the loop */
 static void
 qstore_finish(struct queue *q, struct qop *ops)
 {
@@ -254,21 +253,6 @@ qstore_finish(struct queue *q, struct qop *ops)
 		log_warn("-", "spool %s: eventfd write", q->path);
 }
 
-/* qstore_to_sync - a written round waits for the next WAL sync */
-static void
-qstore_to_sync(struct queue *q, struct qop *ops)
-{
-	struct qop *last = ops;
-
-	while (last->next)
-		last = last->next;
-	pthread_mutex_lock(&q->lock);
-	*q->syncq_tail = ops;
-	q->syncq_tail = &last->next;
-	pthread_cond_signal(&q->sync_cond);
-	pthread_mutex_unlock(&q->lock);
-}
-
 /* qstore_main - the store thread: rounds until closed and drained */
 static void *
 qstore_main(void *arg)
@@ -286,66 +270,12 @@ qstore_main(void *arg)
 		q->pending = NULL;
 		q->pending_tail = &q->pending;
 		pthread_mutex_unlock(&q->lock);
-		if (qstore_round(q, ops) == 0)
-			qstore_to_sync(q, ops);
-		else
-			qstore_finish(q, ops);
+		qstore_round(q, ops);
+		qstore_finish(q, ops);
 		pthread_mutex_lock(&q->lock);
 		if (q->closing && q->db_broken && q->pending &&
 		    q->pending->internal)
 			break; /* cleanup is left to recovery at next open */
-	}
-	pthread_mutex_unlock(&q->lock);
-	return NULL;
-}
-
-/* qsync_wal - sync the WAL; status */
-static enum queue_status
-qsync_wal(struct queue *q)
-{
-	enum queue_status st = QUEUE_OK;
-	char *e = NULL;
-
-	pthread_rwlock_rdlock(&q->dblock);
-	if (q->db)
-		rocksdb_flush_wal(q->db, 1, &e);
-	else
-		st = QUEUE_ETEMP;
-	pthread_rwlock_unlock(&q->dblock);
-	if (e) {
-		st = qdb_status_of(e);
-		log_warnx("-", "spool %s: WAL sync failed (%s): %s", q->path,
-		    queue_status_to_text(st), e);
-		rocksdb_free(e);
-	}
-	if (st != QUEUE_OK)
-		qstore_broken(q, st);
-	return st;
-}
-
-/* qsync_main - the sync thread: one WAL sync for all rounds written */
-static void *
-qsync_main(void *arg)
-{
-	struct queue *q = arg;
-	struct qop *ops;
-	enum queue_status st;
-
-	pthread_mutex_lock(&q->lock);
-	for (;;) {
-		while (q->syncq == NULL && !q->sync_stop)
-			pthread_cond_wait(&q->sync_cond, &q->lock);
-		if (q->syncq == NULL)
-			break;
-		ops = q->syncq;
-		q->syncq = NULL;
-		q->syncq_tail = &q->syncq;
-		pthread_mutex_unlock(&q->lock);
-		st = qsync_wal(q);
-		if (st != QUEUE_OK)
-			qstore_fail_all(q, ops, st);
-		qstore_finish(q, ops);
-		pthread_mutex_lock(&q->lock);
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
@@ -356,12 +286,8 @@ qstore_start(struct queue *q)
 {
 	q->pending_tail = &q->pending;
 	q->done_tail = &q->done;
-	q->syncq_tail = &q->syncq;
 	q->wb = rocksdb_writebatch_create();
 	q->rc = qrcache_new();
-	if (pthread_create(&q->sync_thread, NULL, qsync_main, q) != 0)
-		return -1;
-	q->sync_started = 1;
 	if (pthread_create(&q->thread, NULL, qstore_main, q) != 0)
 		return -1;
 	q->thread_started = 1;
@@ -378,13 +304,6 @@ qstore_stop(struct queue *q)
 	if (q->thread_started)
 		pthread_join(q->thread, NULL);
 	q->thread_started = 0;
-	pthread_mutex_lock(&q->lock);
-	q->sync_stop = 1;
-	pthread_cond_signal(&q->sync_cond);
-	pthread_mutex_unlock(&q->lock);
-	if (q->sync_started)
-		pthread_join(q->sync_thread, NULL);
-	q->sync_started = 0;
 	/* internal cleanup ops left behind: recovery at next open does it */
 	while (q->pending) {
 		struct qop *op = q->pending;
