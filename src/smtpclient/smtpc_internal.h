@@ -64,13 +64,17 @@ struct smtpc_caps {
 void smtpc_caps_parse_line(struct smtpc_caps *c, const char *text, size_t len);
 
 /* ---- smtpc_body.c ---- */
+#define SMTPC_BODY_LINE_MAX 998     /* RFC 5322 2.1.1, CRLF excluded */
+
 struct smtpc_dot {
+	unsigned col;   /* octets on the current wire line */
 	int bol;        /* at the beginning of a line */
 	int cr;         /* a CR is pending (may start CRLF) */
 	int dotstuff;   /* DATA (1) or BDAT (0) */
 };
 void smtpc_dot_init(struct smtpc_dot *d, int dotstuff);
-/* out must hold 2 * len + 2 bytes; returns bytes written */
+/* out must hold 2 * len + 8 bytes; returns bytes written. Lines longer
+ * than SMTPC_BODY_LINE_MAX are broken with CRLF SPACE (as Postfix does). */
 size_t smtpc_dot_encode(struct smtpc_dot *d, const char *in, size_t len,
                         char *out);
 /* final CRLF if needed, then ".\r\n" for DATA; out holds 8 bytes */

@@ -398,9 +398,10 @@ class SmtpClientSinkTest(unittest.TestCase):
         ip = "127.0.1.120"
         sink = self.sink(ip)
         body = (b"Subject: dots\r\n\r\n.\r\n..two\r\nbare lf\nbare cr\r"
-                b".after bare\nlast line without end")
+                b".after bare\n" + b"L" * 1500 + b"\r\nlast line without end")
         want = (b"Subject: dots\r\n\r\n.\r\n..two\r\nbare lf\r\nbare cr\r\n"
-                b".after bare\r\nlast line without end\r\n")
+                b".after bare\r\n" + b"L" * 998 + b"\r\n " + b"L" * 502 +
+                b"\r\nlast line without end\r\n")
         path = self.w.path("body.eml")
         with open(path, "wb") as f:
             f.write(body)

@@ -289,6 +289,52 @@ test_dot_no_bare(void **state)
 	}
 }
 
+static void
+test_long_lines_folded(void **state)
+{
+	char in[5000], want[5100];
+	char *got;
+
+	(void)state;
+	/* exactly 998 octets: untouched */
+	memset(in, 'a', 998);
+	strcpy(in + 998, "\r\n");
+	memcpy(want, in, 1000);
+	strcpy(want + 1000, ".\r\n");
+	got = encode(in, 4096, 1);
+	assert_string_equal(got, want);
+	free(got);
+	/* 999: broken with CRLF SPACE before the last octet */
+	memset(in, 'a', 999);
+	strcpy(in + 999, "\r\n");
+	memset(want, 'a', 998);
+	strcpy(want + 998, "\r\n a\r\n.\r\n");
+	for (size_t step = 1; step < 1200; step += 97) {
+		got = encode(in, step, 1);
+		assert_string_equal(got, want);
+		free(got);
+	}
+	/* a dot-stuffed line counts its extra dot; no wire line > 998 */
+	in[0] = '.';
+	memset(in + 1, 'b', 4000);
+	in[4001] = '\0';
+	got = encode(in, 1000, 1);
+	size_t col = 0, n = strlen(got);
+	for (size_t i = 0; i < n; i++) {
+		if (got[i] == '\r') {
+			assert_true(col <= 998);
+			col = 0;
+			i++;
+			continue;
+		}
+		col++;
+	}
+	assert_memory_equal(got, "..", 2);
+	assert_int_equal(got[998], '\r');
+	assert_int_equal(got[1000], ' ');
+	free(got);
+}
+
 /* sa - parse a numeric address into storage */
 static struct sockaddr *
 sa(const char *s, struct sockaddr_storage *ss)
@@ -429,6 +475,7 @@ main(void)
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_dot_stuffing),
 		cmocka_unit_test(test_dot_no_bare),
+		cmocka_unit_test(test_long_lines_folded),
 		cmocka_unit_test(test_addr_classify),
 		cmocka_unit_test(test_netlist),
 		cmocka_unit_test(test_addr_valid),
