@@ -181,6 +181,7 @@ smtpc_enter_state(struct smtpc_conn *c, enum smtpc_state st)
 		evtimer_del(c->timer);
 	switch (st) {
 	case SMTPC_S_EHLO:
+		memset(&c->caps, 0, sizeof(c->caps));   /* learned anew each time */
 		smtpc_session_write(c, "EHLO %s\r\n", c->ehlo_name);
 		break;
 	case SMTPC_S_HELO:
@@ -229,7 +230,6 @@ after_ehlo(struct smtpc_conn *c)
 	}
 	c->pipelining = c->caps.pipelining && !c->opts.no_pipelining;
 	c->chunking = c->caps.chunking && !c->opts.no_chunking;
-	c->info.esmtp = c->state == SMTPC_S_EHLO;
 	c->info.pipelining = c->caps.pipelining;
 	c->info.chunking = c->caps.chunking;
 	c->info.dsn = c->caps.dsn;
@@ -278,8 +278,10 @@ on_opening_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 			smtpc_enter_state(c, SMTPC_S_EHLO);
 		break;
 	case SMTPC_S_EHLO:
-		if (ok)
+		if (ok) {
+			c->info.esmtp = 1;
 			after_ehlo(c);
+		}
 		else if (r->code / 100 == 5 && !c->tls_on)
 			smtpc_enter_state(c, SMTPC_S_HELO);
 		else
@@ -289,6 +291,7 @@ on_opening_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 	case SMTPC_S_HELO:
 		if (ok) {
 			memset(&c->caps, 0, sizeof(c->caps));
+			c->info.esmtp = 0;
 			after_ehlo(c);
 		} else
 			session_next_target(c, SMTPC_ERR_GREETING, "HELO: %s",
@@ -549,7 +552,6 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		smtpc_enter_state(c, SMTPC_S_BANNER);
 	} else if ((what & BEV_EVENT_CONNECTED) && c->state == SMTPC_S_TLS) {
 		smtpc_tls_record(c);
-		memset(&c->caps, 0, sizeof(c->caps));
 		smtpc_enter_state(c, SMTPC_S_EHLO);
 	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		/* let pending complete replies be seen before the loss */

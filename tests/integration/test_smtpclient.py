@@ -414,6 +414,19 @@ class SmtpClientSinkTest(unittest.TestCase):
         for t in txns:
             self.assertEqual(t["sha256"], hashlib.sha256(want).hexdigest(), t)
 
+    def test_helo_fallback_sends_no_extensions(self):
+        ip = "127.0.1.134"
+        sink = self.sink(ip, {"replies": {"ehlo": "502 5.5.1 EHLO not here"},
+                              "strict": True})
+        run = send(self, self.w, [("mx.h.test", [ip])], "--rcpt", "u@h.test",
+                   "--notify", "FAILURE", "--8bit")
+        self.assertEqual(run.statuses(), {"u@h.test": "delivered"})
+        self.assertFalse(run.connects[0]["esmtp"])
+        t = sink.transactions()[0]
+        self.assertEqual((t["helo_cmd"], t["mail_params"], t["method"]),
+                         ("HELO", "", "DATA"))
+        self.assertEqual(t["rcpts"][0]["params"], "")
+
     def test_dsn_parameters_passed_only_when_offered(self):
         ip1, ip2 = "127.0.1.121", "127.0.1.122"
         sink = self.sink([ip1, ip2], {"listen": {ip2: {"ehlo": {"dsn": False}}}})
