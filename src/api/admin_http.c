@@ -331,7 +331,9 @@ admin_listen(struct admin *a, char *err, size_t errlen)
 	evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEADERS);
 	evhttp_set_timeout(a->http, 120);
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	                           EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+	                           EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+	                           EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH |
+	                           EVHTTP_REQ_OPTIONS);
 	evhttp_set_default_content_type(a->http, "application/json");
 	evhttp_set_gencb(a->http, admin_on_request, a);
 	a->sock = evhttp_bind_socket_with_handle(a->http, host, (ev_uint16_t)port);

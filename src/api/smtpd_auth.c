@@ -40,10 +40,23 @@ fail_entry(struct smtpd_session *s, int create)
 	return e;
 }
 
+/* printable - a client-chosen name made safe for one log line */
+static const char *
+printable(const char *in, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; in[i] && i + 1 < len; i++)
+		buf[i] = (in[i] >= 32 && in[i] < 127) ? in[i] : '?';
+	buf[i] = '\0';
+	return buf;
+}
+
 static void
 auth_done(struct smtpd_session *s, const char *user, const char *pass)
 {
 	struct smtpd_ipent *e;
+	char safe[65];
 
 	s->state = SS_CMD;
 	if (accounts_verify(s->l->accounts, user, pass) != NULL) {
@@ -54,7 +67,8 @@ auth_done(struct smtpd_session *s, const char *user, const char *pass)
 	}
 	e = fail_entry(s, 1);
 	e->count++;
-	log_warnx(s->id, "AUTH failed for user '%.64s' from %s (%llu in window)", user,
+	log_warnx(s->id, "AUTH failed for user '%s' from %s (%llu in window)",
+	          printable(user, safe, sizeof(safe)),
 	          s->ip[0] ? s->ip : "unix socket", (unsigned long long)e->count);
 	smtpd_session_reply(s, "535 5.7.8 Authentication credentials invalid");
 	smtpd_session_error(s);

@@ -21,6 +21,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "core/core.h"
 #include "queue/queue.h"
@@ -428,6 +429,11 @@ smtpd_data_consume(struct smtpd_session *s)
 	struct evbuffer_iovec v[16];
 	int i, nv, end = 0;
 
+	if (avail > 0 && queue_write_backlog(s->sd->q) > SMTPD_BACKLOG_MAX) {
+		s->throttled = 1; /* the store is behind: stop reading for a while */
+		bufferevent_disable(s->bev, EV_READ);
+		return 0;
+	}
 	want = avail;
 	if (s->state == SS_BDAT && s->bdat_left < want)
 		want = (size_t)s->bdat_left;

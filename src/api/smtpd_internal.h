@@ -164,6 +164,8 @@ struct queue_writer;
 #define SMTPD_AUTH_FAIL_WINDOW_MS (10 * 60 * 1000ull) /* ... per 10 minutes */
 #define SMTPD_HDR_MAX (64 * 1024)  /* header bytes scanned for Message-ID/Date */
 #define SMTPD_READ_HIGH (256 * 1024) /* input buffered per session at most */
+#define SMTPD_BACKLOG_MAX (64ull << 20) /* store backlog that pauses message input */
+#define SMTPD_THROTTLE_MS 10       /* re-check of a paused session */
 
 /* Per client address counters (connections; failed AUTH) */
 struct smtpd_ipent {
@@ -272,6 +274,7 @@ struct smtpd_session {
 	int hdr_done;
 	/* lifecycle */
 	int commit_pending, gone, stop_after, freeing;
+	int throttled;           /* message input paused: store backlog */
 };
 
 /* smtpd.c */

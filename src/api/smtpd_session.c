@@ -69,6 +69,7 @@ smtpd_session_close(struct smtpd_session *s, const char *reply)
 	if (reply)
 		smtpd_session_reply(s, "%s", reply);
 	s->state = SS_CLOSING;
+	s->throttled = 0;
 	if (s->bev == NULL) {
 		s->freeing = 1;
 		return;
@@ -106,7 +107,9 @@ arm_timer(struct smtpd_session *s)
 		return;
 	}
 	dl = s->last_ms + c->idle_timeout_ms;
-	if (s->state == SS_CLOSING && now + 10000 < dl)
+	if (s->throttled)
+		dl = now + SMTPD_THROTTLE_MS;
+	else if (s->state == SS_CLOSING && now + 10000 < dl)
 		dl = now + 10000;
 	else if (s->cmd_start_ms && s->cmd_start_ms + c->command_timeout_ms < dl)
 		dl = s->cmd_start_ms + c->command_timeout_ms;
@@ -345,7 +348,12 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->state == SS_CLOSING) {
+	if (s->throttled) { /* see whether the store caught up */
+		s->throttled = 0;
+		s->last_ms = mono_ms();
+		bufferevent_enable(s->bev, EV_READ);
+		smtpd_session_process(s);
+	} else if (s->state == SS_CLOSING) {
 		s->freeing = 1;
 	} else {
 		log_info(s->id, "timeout in state %s: closing", state_name(s->state));

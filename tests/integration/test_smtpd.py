@@ -435,6 +435,16 @@ class TestBadInput(SmtpdCase):
         self.send_ok("again")
         self.assert_only(["again"])
 
+    def test_junk_commands_are_bounded(self):
+        r = self.ehlo()
+        r.send(b"NOOP\r\n" * 104)   # 100 are free, then each counts as an error
+        self.assertEqual({r.reply()[0] for _ in range(104)}, {250})
+        code, text, _ = r.reply()
+        self.assertEqual((code, text[:5]), (421, "4.7.0"))
+        self.assertTrue(r.closed())
+        self.send_ok("afterjunk")
+        self.assert_only(["afterjunk"])
+
     def test_disconnect_in_data_queues_nothing(self):
         r = self.ehlo()
         self.in_data(r)
