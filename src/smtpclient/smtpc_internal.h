@@ -187,11 +187,24 @@ void smtpc_session_defer(struct smtpc_conn *c);
 void smtpc_session_idle(struct smtpc_conn *c);
 void smtpc_conn_enter(struct smtpc_conn *c);
 int smtpc_conn_leave(struct smtpc_conn *c);
+void smtpc_session_on_timer(int fd, short what, void *arg);
+void smtpc_session_on_deferred(int fd, short what, void *arg);
+void smtpc_session_setcb(struct smtpc_conn *c, struct bufferevent *bev);
+
+/* smtpc_connect.c */
+void smtpc_session_drop(struct smtpc_conn *c);
+void smtpc_session_next_target(struct smtpc_conn *c, enum smtpc_error err,
+                               const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void smtpc_session_end(struct smtpc_conn *c, enum smtpc_error err,
+                       const char *reason, const struct smtpc_reply *r);
 
 /* smtpc_txn.c, for smtpc_session.c */
 void smtpc_txn_send_state(struct smtpc_conn *c);   /* enter_state of RSET..EOM */
 void smtpc_txn_on_reply(struct smtpc_conn *c, const struct smtpc_reply *r);
 void smtpc_txn_pump(struct smtpc_conn *c);          /* output drained */
+/* small body as one "BDAT n LAST" in the pipelined group; -1 read error */
+int smtpc_txn_bdat_inline(struct smtpc_conn *c, struct smtpc_txn *t);
 void smtpc_txn_on_deferred(struct smtpc_conn *c);
 /* the session is going away: settle every recipient, call done() */
 void smtpc_txn_abort(struct smtpc_conn *c, enum smtpc_error err,

@@ -1,8 +1,8 @@
 /*
  * smtpc_session.c - one outbound SMTP session on the caller's libevent loop:
- * connect (trying the exchangers' addresses in order, with destination
- * safety), greeting, EHLO/HELO, STARTTLS and EHLO again, the idle state
- * between transactions, QUIT, and the end of the session.
+ * greeting, EHLO/HELO, STARTTLS and EHLO again, the idle state between
+ * transactions and QUIT (connecting and MX fallback: smtpc_connect.c; the
+ * public object: smtpc_conn.c).
  *
  * Shape: smtpc_enter_state() sends the command of a state, one read
  * callback cuts reply lines and hands complete replies to on_reply(), which
@@ -27,78 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void session_next_target(struct smtpc_conn *c, enum smtpc_error err,
-                                const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void session_end(struct smtpc_conn *c, enum smtpc_error err,
-                        const char *reason, const struct smtpc_reply *r);
-static void conn_destroy(struct smtpc_conn *c);
-
-static const char *state_names[] = {
-	"INIT", "CONNECT", "BANNER", "EHLO", "HELO", "STARTTLS", "TLS",
-	"READY", "RSET", "MAIL", "RCPT", "DATA", "BODY", "EOM", "QUIT",
-	"CLOSED",
-};
-
-const char *
-smtpc_state_name(enum smtpc_state s)
-{
-	return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ?
-	       state_names[s] : "?";
-}
-
-const char *
-smtpc_error_name(enum smtpc_error e)
-{
-	static const char *names[] = {
-		"none", "connect", "greeting", "tls", "unsafe-destination",
-		"timeout", "lost", "protocol", "shutdown", "body", "closed",
-	};
-	return (unsigned)e < sizeof(names) / sizeof(names[0]) ? names[e] : "?";
-}
-
-const char *
-smtpc_rcpt_status_name(enum smtpc_rcpt_status s)
-{
-	static const char *names[] = {
-		"pending", "delivered", "tempfail", "permfail",
-		"possibly-delivered", "retry-now",
-	};
-	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
-}
-
-int
-smtpc_tls_policy_parse(const char *s, enum smtpc_tls_policy *out)
-{
-	static const char *names[] = { "none", "may", "encrypt", "verify" };
-
-	for (unsigned i = 0; s != NULL && i < 4; i++)
-		if (strcmp(s, names[i]) == 0) {
-			*out = (enum smtpc_tls_policy)i;
-			return 0;
-		}
-	return -1;
-}
-
-/* ---- callback bracketing: deferred free ---- */
-
-void
-smtpc_conn_enter(struct smtpc_conn *c)
-{
-	c->in_cb++;
-}
-
-/* smtpc_conn_leave - 1 when the conn was destroyed on the way out */
-int
-smtpc_conn_leave(struct smtpc_conn *c)
-{
-	if (--c->in_cb == 0 && c->free_pending) {
-		conn_destroy(c);
-		return 1;
-	}
-	return 0;
-}
 
 /* ---- small I/O helpers used by both files ---- */
 
@@ -223,7 +151,7 @@ after_ehlo(struct smtpc_conn *c)
 			return;
 		}
 		if (p >= SMTPC_TLS_ENCRYPT) {
-			session_next_target(c, SMTPC_ERR_TLS,
+			smtpc_session_next_target(c, SMTPC_ERR_TLS,
 			                    "TLS required but STARTTLS not offered");
 			return;
 		}
@@ -272,7 +200,7 @@ on_opening_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 	switch (c->state) {
 	case SMTPC_S_BANNER:
 		if (r->code != 220)
-			session_next_target(c, SMTPC_ERR_GREETING, "greeting: %s",
+			smtpc_session_next_target(c, SMTPC_ERR_GREETING, "greeting: %s",
 			                    reply_brief(r, b, sizeof(b)));
 		else
 			smtpc_enter_state(c, SMTPC_S_EHLO);
@@ -285,7 +213,7 @@ on_opening_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 		else if (r->code / 100 == 5 && !c->tls_on)
 			smtpc_enter_state(c, SMTPC_S_HELO);
 		else
-			session_next_target(c, SMTPC_ERR_GREETING, "EHLO: %s",
+			smtpc_session_next_target(c, SMTPC_ERR_GREETING, "EHLO: %s",
 			                    reply_brief(r, b, sizeof(b)));
 		break;
 	case SMTPC_S_HELO:
@@ -294,14 +222,14 @@ on_opening_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 			c->info.esmtp = 0;
 			after_ehlo(c);
 		} else
-			session_next_target(c, SMTPC_ERR_GREETING, "HELO: %s",
+			smtpc_session_next_target(c, SMTPC_ERR_GREETING, "HELO: %s",
 			                    reply_brief(r, b, sizeof(b)));
 		break;
 	case SMTPC_S_STARTTLS:
 		if (r->code == 220)
 			;                          /* handled by on_starttls_220 */
 		else if (c->opts.tls >= SMTPC_TLS_ENCRYPT)
-			session_next_target(c, SMTPC_ERR_TLS, "STARTTLS: %s",
+			smtpc_session_next_target(c, SMTPC_ERR_TLS, "STARTTLS: %s",
 			                    reply_brief(r, b, sizeof(b)));
 		else {
 			c->no_tls = 1;          /* "may": go on in plaintext */
@@ -326,7 +254,7 @@ on_starttls_220(struct smtpc_conn *c)
 		evbuffer_drain(in, extra);
 	}
 	if (smtpc_tls_start(c) < 0) {
-		session_next_target(c, SMTPC_ERR_TLS, "cannot start TLS");
+		smtpc_session_next_target(c, SMTPC_ERR_TLS, "cannot start TLS");
 		return;
 	}
 	smtpc_enter_state(c, SMTPC_S_TLS);
@@ -341,7 +269,7 @@ on_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 	switch (c->state) {
 	case SMTPC_S_BANNER: case SMTPC_S_EHLO: case SMTPC_S_HELO:
 		if (r->code == 421)
-			session_next_target(c, SMTPC_ERR_SHUTDOWN, "%s: %s",
+			smtpc_session_next_target(c, SMTPC_ERR_SHUTDOWN, "%s: %s",
 			                    smtpc_state_name(c->state),
 			                    reply_brief(r, b, sizeof(b)));
 		else
@@ -358,7 +286,7 @@ on_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 		smtpc_txn_on_reply(c, r);
 		break;
 	case SMTPC_S_QUIT:
-		session_end(c, SMTPC_ERR_CLOSED, "closed after QUIT", NULL);
+		smtpc_session_end(c, SMTPC_ERR_CLOSED, "closed after QUIT", NULL);
 		break;
 	default:
 		smtpc_session_fail(c, SMTPC_ERR_PROTOCOL, "unexpected reply in %s: %s",
@@ -509,7 +437,7 @@ on_io_error(struct smtpc_conn *c, short what)
 
 	switch (c->state) {
 	case SMTPC_S_CONNECT:
-		session_next_target(c, SMTPC_ERR_CONNECT, "connect: %s", why);
+		smtpc_session_next_target(c, SMTPC_ERR_CONNECT, "connect: %s", why);
 		break;
 	case SMTPC_S_TLS:
 		if (c->opts.tls == SMTPC_TLS_MAY) {
@@ -519,18 +447,18 @@ on_io_error(struct smtpc_conn *c, short what)
 			c->no_tls = c->tls_fallback = 1;
 			c->next_target--;      /* the same address again */
 			c->attempts--;
-			session_next_target(c, SMTPC_ERR_TLS, "TLS handshake failed");
+			smtpc_session_next_target(c, SMTPC_ERR_TLS, "TLS handshake failed");
 		} else
-			session_next_target(c, SMTPC_ERR_TLS, "TLS handshake: %s",
+			smtpc_session_next_target(c, SMTPC_ERR_TLS, "TLS handshake: %s",
 			                    smtpc_tls_error(c, tb, sizeof(tb)));
 		break;
 	case SMTPC_S_BANNER: case SMTPC_S_EHLO: case SMTPC_S_HELO:
 	case SMTPC_S_STARTTLS:
-		session_next_target(c, SMTPC_ERR_LOST, "%s in state %s", why,
+		smtpc_session_next_target(c, SMTPC_ERR_LOST, "%s in state %s", why,
 		                    smtpc_state_name(c->state));
 		break;
 	case SMTPC_S_QUIT:
-		session_end(c, SMTPC_ERR_CLOSED, "closed after QUIT", NULL);
+		smtpc_session_end(c, SMTPC_ERR_CLOSED, "closed after QUIT", NULL);
 		break;
 	default:
 		smtpc_session_fail(c, SMTPC_ERR_LOST, "%s in state %s", why,
@@ -565,8 +493,8 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	smtpc_conn_leave(c);
 }
 
-static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+void
+smtpc_session_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtpc_conn *c = arg;
 
@@ -576,11 +504,11 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case SMTPC_S_CONNECT: case SMTPC_S_BANNER: case SMTPC_S_EHLO:
 	case SMTPC_S_HELO: case SMTPC_S_STARTTLS: case SMTPC_S_TLS:
-		session_next_target(c, SMTPC_ERR_TIMEOUT, "timeout in state %s",
+		smtpc_session_next_target(c, SMTPC_ERR_TIMEOUT, "timeout in state %s",
 		                    smtpc_state_name(c->state));
 		break;
 	case SMTPC_S_QUIT:
-		session_end(c, SMTPC_ERR_CLOSED, "closed (no reply to QUIT)", NULL);
+		smtpc_session_end(c, SMTPC_ERR_CLOSED, "closed (no reply to QUIT)", NULL);
 		break;
 	case SMTPC_S_READY: case SMTPC_S_CLOSED: case SMTPC_S_INIT:
 		break;
@@ -592,8 +520,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	smtpc_conn_leave(c);
 }
 
-static void
-on_deferred(evutil_socket_t fd, short what, void *arg)
+void
+smtpc_session_on_deferred(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtpc_conn *c = arg;
 
@@ -601,346 +529,14 @@ on_deferred(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	smtpc_conn_enter(c);
 	if (c->state == SMTPC_S_INIT)
-		session_next_target(c, SMTPC_ERR_NONE, "%s", "");
+		smtpc_session_next_target(c, SMTPC_ERR_NONE, "%s", "");
 	else if (c->txn != NULL)
 		smtpc_txn_on_deferred(c);
 	smtpc_conn_leave(c);
 }
 
-/* ---- connecting, MX fallback, the end ---- */
-
-/* drop_transport - free the connection's bufferevent (and socket) */
-static void
-drop_transport(struct smtpc_conn *c)
-{
-	if (c->bev != NULL) {
-		bufferevent_free(c->bev);
-		c->bev = NULL;
-	}
-	evtimer_del(c->timer);
-	c->expect = 0;
-	smtpc_reply_reset(&c->reply);
-	c->tls_on = 0;
-	c->tls_proto[0] = c->tls_cipher[0] = '\0';
-}
-
-/* target_sockaddr - the next target as a sockaddr; 0 ok, -1 unusable */
-static int
-target_sockaddr(struct smtpc_conn *c, const struct smtpc_target *t,
-                struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, t->addr, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)c->opts.port);
-		*len = sizeof(*s4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, t->addr, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)c->opts.port);
-		*len = sizeof(*s6);
-		return 0;
-	}
-	return -1;
-}
-
-/* open_socket - non-blocking socket of family, bound to the source */
-static evutil_socket_t
-open_socket(struct smtpc_conn *c, int family, char *why, size_t wlen)
-{
-	struct sockaddr_storage src;
-	struct smtpc_target st = { 0, c->source_addr };
-	socklen_t slen = 0;
-	evutil_socket_t fd;
-	int one = 1;
-
-	if (c->source_addr != NULL &&
-	    (target_sockaddr(c, &st, &src, &slen) < 0 || src.ss_family != family)) {
-		snprintf(why, wlen, "source address %s unusable for this family",
-		         c->source_addr);
-		return -1;
-	}
-	if ((fd = socket(family, SOCK_STREAM, 0)) < 0) {
-		snprintf(why, wlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	evutil_make_socket_nonblocking(fd);
-	evutil_make_socket_closeonexec(fd);
-	/* we write whole command groups; Nagle would only delay the last one */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (c->source_addr != NULL) {
-		((struct sockaddr_in *)&src)->sin_port = 0;
-		if (bind(fd, (struct sockaddr *)&src, slen) < 0) {
-			snprintf(why, wlen, "bind %s: %s", c->source_addr,
-			         strerror(errno));
-			close(fd);
-			return -1;
-		}
-	}
-	return fd;
-}
-
-/* try_target - start connecting to target t; 0 started, -1 skipped */
-static int
-try_target(struct smtpc_conn *c, const struct smtpc_target *t, char *why,
-           size_t wlen)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	evutil_socket_t fd;
-
-	c->cur_mx = c->mx_names[t->mx];
-	snprintf(c->cur_addr, sizeof(c->cur_addr), "%s", t->addr);
-	if (target_sockaddr(c, t, &ss, &len) < 0) {
-		snprintf(why, wlen, "not a numeric address: %s", t->addr);
-		return -1;
-	}
-	if (!smtpc_dest_allowed(c->opts.allow_private, (struct sockaddr *)&ss)) {
-		snprintf(why, wlen, "refusing %s destination %s[%s]",
-		         smtpc_addr_class_name(smtpc_addr_classify(
-		             (struct sockaddr *)&ss)), c->cur_mx, t->addr);
-		c->unsafe_skipped++;
-		return -1;
-	}
-	if ((fd = open_socket(c, ss.ss_family, why, wlen)) < 0)
-		return -1;
-	c->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, SMTPC_OUT_LOW, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	c->attempts++;
-	smtpc_enter_state(c, SMTPC_S_CONNECT);
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss,
-	                               (int)len) < 0) {
-		snprintf(why, wlen, "connect: %s", strerror(errno));
-		drop_transport(c);
-		return -1;
-	}
-	return 0;
-}
-
-/* session_next_target - this address failed (why = fmt); try the next */
-static void
-session_next_target(struct smtpc_conn *c, enum smtpc_error err,
-                    const char *fmt, ...)
-{
-	char why[384];
-	unsigned max = c->opts.max_addresses ? c->opts.max_addresses : 5;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	drop_transport(c);
-	for (;;) {
-		if (err != SMTPC_ERR_NONE && why[0] != '\0') {
-			log_info(c->sid, "%s[%s]: %s", c->cur_mx ? c->cur_mx : "-",
-			         c->cur_addr, why);
-			snprintf(c->reason, sizeof(c->reason), "%s[%s]: %s",
-			         c->cur_mx ? c->cur_mx : "-", c->cur_addr, why);
-			c->err = err;
-		}
-		if (c->next_target >= c->n_targets || c->attempts >= max)
-			break;
-		why[0] = '\0';
-		err = SMTPC_ERR_CONNECT;
-		if (try_target(c, &c->targets[c->next_target++], why,
-		               sizeof(why)) == 0)
-			return;
-		if (c->unsafe_skipped > 0 && strncmp(why, "refusing", 8) == 0)
-			err = SMTPC_ERR_UNSAFE_DEST;
-	}
-	if (c->err == SMTPC_ERR_NONE) {
-		c->err = SMTPC_ERR_CONNECT;
-		snprintf(c->reason, sizeof(c->reason), "no address to connect to");
-	}
-	session_end(c, c->err, c->reason, NULL);
-}
-
 void
-smtpc_session_fail(struct smtpc_conn *c, enum smtpc_error err,
-                   const char *fmt, ...)
+smtpc_session_setcb(struct smtpc_conn *c, struct bufferevent *bev)
 {
-	char why[384];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	snprintf(c->reason, sizeof(c->reason), "%s[%s]: %s",
-	         c->cur_mx ? c->cur_mx : "-", c->cur_addr, why);
-	log_info(c->sid, "%s", c->reason);
-	session_end(c, err, c->reason, NULL);
-}
-
-/* session_end - settle the transaction in flight, close, tell the owner */
-static void
-session_end(struct smtpc_conn *c, enum smtpc_error err, const char *reason,
-            const struct smtpc_reply *r)
-{
-	if (c->state == SMTPC_S_CLOSED)
-		return;
-	c->err = err;
-	if (reason != c->reason)
-		snprintf(c->reason, sizeof(c->reason), "%s", reason);
-	c->info.error = err;
-	c->info.reason = c->reason;
-	if (c->txn != NULL)
-		smtpc_txn_abort(c, err, c->reason, r);
-	drop_transport(c);
-	c->state = SMTPC_S_CLOSED;
-	if (c->free_pending || c->closed_sent)
-		return;
-	c->closed_sent = 1;
-	log_debug(c->sid, "session closed: %s (%s)", smtpc_error_name(err),
-	          c->reason);
-	if (c->cbs.closed)
-		c->cbs.closed(c, c->arg);
-}
-
-/* ---- public: the connection object ---- */
-
-/* copy_dest - flatten dest into mx_names + targets (owned copies) */
-static void
-copy_dest(struct smtpc_conn *c, const struct smtpc_dest *dest)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < dest->n_mx; i++)
-		n += dest->mx[i].n_addrs;
-	c->mx_names = xcalloc(dest->n_mx ? dest->n_mx : 1, sizeof(char *));
-	c->targets = xcalloc(n ? n : 1, sizeof(*c->targets));
-	c->n_mx = dest->n_mx;
-	for (size_t i = 0; i < dest->n_mx; i++) {
-		const struct smtpc_mx *mx = &dest->mx[i];
-		c->mx_names[i] = xstrdup(mx->name ? mx->name : "");
-		for (size_t j = 0; j < mx->n_addrs; j++) {
-			c->targets[c->n_targets].mx = i;
-			c->targets[c->n_targets++].addr = xstrdup(mx->addrs[j]);
-		}
-	}
-	c->site = xstrdup(dest->site ? dest->site : "-");
-}
-
-struct smtpc_conn *
-smtpc_conn_new(struct event_base *base, const struct smtpc_opts *opts,
-               const struct smtpc_dest *dest, const struct smtpc_conn_cbs *cbs,
-               void *arg)
-{
-	static unsigned counter;
-	struct smtpc_conn *c;
-
-	if (base == NULL || opts == NULL || dest == NULL ||
-	    opts->ehlo_name == NULL || !smtpc_addr_valid(opts->ehlo_name, 0))
-		return NULL;
-	if (counter == 0)
-		counter = (unsigned)getpid() * 7919u + (unsigned)mono_ms();
-	c = xcalloc(1, sizeof(*c));
-	c->base = base;
-	c->opts = *opts;
-	c->opts.port = opts->port > 0 && opts->port < 65536 ? opts->port : 25;
-	c->ehlo_name = xstrdup(opts->ehlo_name);
-	c->source_addr = opts->source_addr ? xstrdup(opts->source_addr) : NULL;
-	if (cbs != NULL)
-		c->cbs = *cbs;
-	c->arg = arg;
-	snprintf(c->sid, sizeof(c->sid), "s%05x", (++counter) & 0xfffff);
-	copy_dest(c, dest);
-	c->timer = evtimer_new(base, on_timer, c);
-	c->deferred = event_new(base, -1, 0, on_deferred, c);
-	c->info.session_id = c->sid;
-	c->info.reason = c->reason;
-	smtpc_reply_reset(&c->reply);
-	smtpc_session_defer(c);        /* connect from the loop, not from here */
-	return c;
-}
-
-static void
-conn_destroy(struct smtpc_conn *c)
-{
-	drop_transport(c);
-	if (c->txn != NULL)
-		smtpc_txn_free(c->txn);
-	event_free(c->timer);
-	event_free(c->deferred);
-	for (size_t i = 0; i < c->n_mx; i++)
-		free(c->mx_names[i]);
-	for (size_t i = 0; i < c->n_targets; i++)
-		free(c->targets[i].addr);
-	free(c->mx_names);
-	free(c->targets);
-	free(c->site);
-	free(c->ehlo_name);
-	free(c->source_addr);
-	free(c->rbuf);
-	free(c->sbuf);
-	smtpc_tls_free(c->own_tls);
-	free(c);
-}
-
-void
-smtpc_conn_free(struct smtpc_conn *c)
-{
-	if (c == NULL)
-		return;
-	if (c->in_cb > 0) {            /* inside our own callback chain */
-		c->free_pending = 1;
-		c->cbs.ready = NULL;
-		c->cbs.closed = NULL;
-		if (c->txn != NULL)
-			c->txn->done = NULL;
-		return;
-	}
-	conn_destroy(c);
-}
-
-void
-smtpc_conn_close(struct smtpc_conn *c)
-{
-	if (c == NULL || c->state == SMTPC_S_CLOSED)
-		return;
-	c->close_pending = 1;
-	if (c->state == SMTPC_S_READY && c->txn == NULL)
-		smtpc_enter_state(c, SMTPC_S_QUIT);
-}
-
-int
-smtpc_conn_is_idle(const struct smtpc_conn *c)
-{
-	return c->state == SMTPC_S_READY && c->txn == NULL && !c->close_pending;
-}
-
-unsigned
-smtpc_conn_txn_count(const struct smtpc_conn *c)
-{
-	return c->txn_count;
-}
-
-uint64_t
-smtpc_conn_age_ms(const struct smtpc_conn *c)
-{
-	return c->t_connected ? mono_ms() - c->t_connected : 0;
-}
-
-uint64_t
-smtpc_conn_idle_ms(const struct smtpc_conn *c)
-{
-	return smtpc_conn_is_idle(c) ? mono_ms() - c->t_last : 0;
-}
-
-const struct smtpc_conn_info *
-smtpc_conn_info(const struct smtpc_conn *c)
-{
-	struct smtpc_conn_info *i = (struct smtpc_conn_info *)&c->info;
-
-	i->mx_host = c->cur_mx ? c->cur_mx : "";
-	i->mx_addr = c->cur_addr;
-	i->tls_proto = c->tls_proto;
-	i->tls_cipher = c->tls_cipher;
-	i->tls_fallback = c->tls_fallback;
-	return i;
+	bufferevent_setcb(bev, on_read, on_write, on_event, c);
 }
