@@ -21,7 +21,7 @@
 #include <strings.h>
 
 enum sect { S_SERVER, S_SPOOL, S_DNS, S_DELIVERY, S_ADMIN, S_LOG, S_LISTEN,
-	    S_SITE, S_POOL, S_BLOCKLISTS, S_COUNT };
+	    S_SITE, S_POOL, S_BLOCKLISTS, S_BOUNCE, S_COUNT };
 enum otype { T_STR, T_DURATION, T_SIZE, T_UINT, T_BOOL, T_MODE, T_ENUM,
 	     T_DURLIST, T_HOSTLIST, T_CIDRS };
 
@@ -45,7 +45,7 @@ struct option {
 
 static const char *const sect_names[S_COUNT] = {
 	"server", "spool", "dns", "delivery", "admin", "log", "listen", "site",
-	"pool", "blocklists",
+	"pool", "blocklists", "bounce",
 };
 
 static const struct option options[] = {
@@ -177,6 +177,11 @@ static const struct option options[] = {
 	{ S_POOL, "addresses", T_STR, P(addresses), NULL, 0, 0, NULL,
 	  "source addresses: ip=ehlo-name, comma-separated" },
 
+	{ S_BOUNCE, "rules_file", T_STR, G(bounce_rules_file), NULL, 0, 0, NULL,
+	  "reply classification rules tried before the shipped ones" },
+	{ S_BOUNCE, "return_limit", T_SIZE, G(bounce_return_limit), "1M", 0,
+	  1ull << 30, NULL, "RET=FULL returns the message up to this size, "
+	  "else its headers" },
 	{ S_BLOCKLISTS, "zones", T_STR, G(bl_zones), NULL, 0, 0, NULL,
 	  "DNSBL zones checked for our sending addresses" },
 	{ S_BLOCKLISTS, "interval", T_DURATION, G(bl_interval_ms), "15m", 1000,
@@ -660,6 +665,7 @@ config_load(const char *path, char *err, size_t errlen)
 	apply_defaults(S_ADMIN, cfg);
 	apply_defaults(S_LOG, cfg);
 	apply_defaults(S_BLOCKLISTS, cfg);
+	apply_defaults(S_BOUNCE, cfg);
 	named_section(cfg, S_SITE, "default");
 	if (path != NULL) {
 		cfg->path = xstrdup(path);
@@ -808,6 +814,7 @@ config_dump(const struct config *cfg, FILE *out)
 	        cfg->path ? cfg->path : "built-in defaults");
 	for (k = S_SERVER; k <= S_LOG; k++)
 		dump_section(out, (enum sect)k, NULL, cfg);
+	dump_section(out, S_BOUNCE, NULL, cfg);
 	dump_section(out, S_BLOCKLISTS, NULL, cfg);
 	for (i = 0; i < cfg->n_listens; i++)
 		dump_section(out, S_LISTEN, cfg->listens[i].name, &cfg->listens[i]);

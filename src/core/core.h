@@ -148,6 +148,9 @@ struct config {
 	/* [log] */
 	char *log_level;
 	char *delivery_log;
+	/* [bounce] */
+	char *bounce_rules_file; /* operator rules, before the shipped ones */
+	uint64_t bounce_return_limit; /* RET=FULL returns up to this much */
 	/* [blocklists] */
 	char *bl_zones;
 	uint64_t bl_interval_ms;

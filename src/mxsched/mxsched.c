@@ -39,18 +39,25 @@ sched_random(struct mxsched *s)
 	return s->rng = x;
 }
 
+struct pending_out *
+sched_out_new(struct mxsched *s)
+{
+	struct pending_out *p = xcalloc(1, sizeof(*p));
+
+	p->s = s;
+	return p;
+}
+
 static struct pending_out *
 out_get(struct mxsched *s)
 {
-	if (s->out == NULL) {
-		s->out = xcalloc(1, sizeof(*s->out));
-		s->out->s = s;
-	}
+	if (s->out == NULL)
+		s->out = sched_out_new(s);
 	return s->out;
 }
 
-static const char *
-out_str(struct pending_out *p, const char *v)
+const char *
+sched_out_str(struct pending_out *p, const char *v)
 {
 	if (v == NULL)
 		return NULL;
@@ -61,8 +68,8 @@ out_str(struct pending_out *p, const char *v)
 	return p->strs[p->nstr++] = xstrdup(v);
 }
 
-static void
-out_free(struct pending_out *p)
+void
+sched_out_free(struct pending_out *p)
 {
 	size_t i;
 
@@ -79,7 +86,8 @@ sched_msg_unref(struct mxsched *s, struct qmsg *m)
 {
 	if (--m->refs > 0)
 		return;
-	smap_del(&s->msgs, m->idtext);
+	if (!s->dead)
+		smap_del(&s->msgs, m->idtext);
 	queue_envelope_free(m->env);
 	free(m->sites);
 	free(m);
@@ -109,16 +117,13 @@ static const char *const kind_event[] = {
 /* log_line - render one delivery-log line into the pending round */
 static void
 log_line(struct pending_out *p, const char *event, struct rcpt *r,
-         const struct site *site, const char *mx_host, const char *mx_addr,
-         const char *tls, int code, const char *enhanced, const char *text,
-         uint64_t next_ms)
+         const struct sched_reply *rp, const char *category, uint64_t next_ms)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 
-	dlog_write(f, event, r->msg, r, site, mx_host, mx_addr, tls, code,
-	           enhanced, text, next_ms);
+	dlog_write(f, event, r->msg, r, rp, category, next_ms);
 	fclose(f);
 	if (p->loglen + len + 1 > p->logcap) {
 		p->logcap = (p->loglen + len + 1) * 2;
@@ -130,13 +135,21 @@ log_line(struct pending_out *p, const char *event, struct rcpt *r,
 	free(buf);
 }
 
-void
-sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
-              uint64_t next_ms, int code, const char *enhanced,
-              const char *text, const struct site *site, const char *mx_host,
-              const char *mx_addr, const char *tls)
+struct bounce_class
+sched_classify(const struct mxsched *s, enum bounce_phase ph, int code,
+               const char *enhanced, const char *text, const char *mx)
 {
-	struct pending_out *p = out_get(s);
+	struct bounce_reply br = { ph, code, enhanced && *enhanced ? enhanced : NULL,
+	                           text, mx };
+
+	return bounce_classify(s->rules, &br);
+}
+
+/* sched_out_add - one outcome (and its log line) into a pending round */
+void
+sched_out_add(struct pending_out *p, struct rcpt *r, enum queue_outcome_kind kind,
+              uint64_t next_ms, const struct sched_reply *rp, const char *category)
+{
 	struct queue_outcome *o;
 
 	if (p->n == p->cap) {
@@ -149,20 +162,35 @@ sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
 	o->idx = r->idx;
 	o->kind = kind;
 	o->next_ms = next_ms;
-	o->reply.code = code;
-	o->reply.enhanced = out_str(p, enhanced && *enhanced ? enhanced : NULL);
-	o->reply.text = out_str(p, text);
-	o->reply.mx = out_str(p, mx_host);
+	o->reply.code = rp->code;
+	o->reply.enhanced = sched_out_str(p, rp->enhanced && *rp->enhanced ? rp->enhanced : NULL);
+	o->reply.text = sched_out_str(p, rp->text);
+	o->reply.mx = sched_out_str(p, rp->mx_host);
 	if (kind_event[kind])
-		log_line(p, kind_event[kind], r, site, mx_host, mx_addr, tls, code,
-		         enhanced, text, next_ms);
+		log_line(p, kind_event[kind], r, rp, category, next_ms);
+}
+
+void
+sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
+              uint64_t next_ms, const struct sched_reply *rp)
+{
+	const char *category = rp->category;
+	struct pending_out *p = NULL;
+
+	if (kind == QUEUE_OUT_EXPIRED)
+		category = "message-expired";
+	else if (category == NULL && (kind == QUEUE_OUT_BOUNCED ||
+	         kind == QUEUE_OUT_DEFERRED) && rp->code)
+		category = bounce_category_name(sched_classify(s, BOUNCE_PHASE_ANY,
+		    rp->code, rp->enhanced, rp->text, rp->mx_host).cat);
+	if (kind == QUEUE_OUT_BOUNCED || kind == QUEUE_OUT_EXPIRED)
+		p = dsn_job_add(s, r, kind, rp);
+	sched_out_add(p ? p : out_get(s), r, kind, next_ms, rp, category);
 	sched_rcpt_free(s, r);
 }
 
 void
-sched_defer(struct mxsched *s, struct rcpt *r, int code, const char *enhanced,
-            const char *text, const struct site *site, const char *mx_host,
-            const char *mx_addr, const char *tls)
+sched_defer(struct mxsched *s, struct rcpt *r, const struct sched_reply *rp)
 {
 	const struct queue_envelope *env = r->msg->env;
 	uint64_t now = now_ms();
@@ -170,13 +198,7 @@ sched_defer(struct mxsched *s, struct rcpt *r, int code, const char *enhanced,
 	                                   env->submit_ms, s->cfg->queue_lifetime_ms,
 	                                   sched_random(s));
 
-	if (next == 0) {
-		sched_outcome(s, r, QUEUE_OUT_EXPIRED, 0, code, enhanced, text, site,
-		              mx_host, mx_addr, tls);
-		return;
-	}
-	sched_outcome(s, r, QUEUE_OUT_DEFERRED, next, code, enhanced, text, site,
-	              mx_host, mx_addr, tls);
+	sched_outcome(s, r, next ? QUEUE_OUT_DEFERRED : QUEUE_OUT_EXPIRED, next, rp);
 }
 
 /* sched_on_written - a round of outcomes is durable: log it */
@@ -186,7 +208,10 @@ sched_on_written(void *arg, enum queue_status st)
 	struct pending_out *p = arg;
 	struct mxsched *s = p->s;
 
-	s->busy_writes--;
+	if (sched_callback_done(s)) {
+		sched_out_free(p);
+		return;
+	}
 	if (st != QUEUE_OK) {
 		/* the recipients stay in flight in the store and are retried
 		 * after a restart; say so rather than log outcomes not kept */
@@ -195,7 +220,30 @@ sched_on_written(void *arg, enum queue_status st)
 	} else if (p->loglen) {
 		dlog_append(p->log, p->loglen);
 	}
-	out_free(p);
+	sched_out_free(p);
+}
+
+int
+sched_callback_done(struct mxsched *s)
+{
+	s->busy_writes--;
+	if (!s->dead)
+		return 0;
+	if (s->busy_writes == 0)
+		free(s);
+	return 1;
+}
+
+/* sched_out_submit - write a pending round to the store (frees it) */
+void
+sched_out_submit(struct pending_out *p)
+{
+	if (p->n == 0) {
+		sched_out_free(p);
+		return;
+	}
+	p->s->busy_writes++;
+	queue_outcomes(p->s->q, p->o, p->n, sched_on_written, p);
 }
 
 void
@@ -203,11 +251,10 @@ sched_flush(struct mxsched *s)
 {
 	struct pending_out *p = s->out;
 
-	if (p == NULL || p->n == 0)
-		return;
 	s->out = NULL;
-	s->busy_writes++;
-	queue_outcomes(s->q, p->o, p->n, sched_on_written, p);
+	if (p != NULL)
+		sched_out_submit(p);
+	dsn_jobs_run(s);
 }
 
 /* ---- claiming and resolving ---- */
@@ -258,9 +305,10 @@ sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
 	r->attempts = qr->attempts;
 	r->first_ms = qr->first_attempt_ms;
 	if (now >= m->env->submit_ms + s->cfg->queue_lifetime_ms) {
-		sched_outcome(s, r, QUEUE_OUT_EXPIRED, 0, qr->last_code,
-		              qr->last_enhanced, qr->last_text ? qr->last_text :
-		              "queue lifetime exceeded", NULL, qr->last_mx, NULL, NULL);
+		sched_outcome(s, r, QUEUE_OUT_EXPIRED, 0, SREPLY(.code = qr->last_code,
+		              .enhanced = qr->last_enhanced, .text = qr->last_text ?
+		              qr->last_text : "queue lifetime exceeded",
+		              .mx_host = qr->last_mx));
 		return;
 	}
 	if ((w = smap_get(&s->waits, r->domain)) == NULL) {
@@ -314,8 +362,8 @@ sched_resolved_ok(struct mxsched *s, struct rcpt_list *rl,
 	while ((r = TAILQ_FIRST(rl)) != NULL) {
 		TAILQ_REMOVE(rl, r, link);
 		if (site_suspended(site, now))
-			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until, 0,
-			              NULL, site->reason, site, NULL, NULL, NULL);
+			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until,
+			              SREPLY(.text = site->reason, .site = site));
 		else
 			site_enqueue(site, r);
 	}
@@ -330,12 +378,13 @@ sched_resolved_fail(struct mxsched *s, struct rcpt_list *rl,
 
 	while ((r = TAILQ_FIRST(rl)) != NULL) {
 		TAILQ_REMOVE(rl, r, link);
+		const struct sched_reply *rp = SREPLY(.code = res->code,
+		    .enhanced = res->enhanced, .text = res->reason,
+		    .category = res->status == RESOLVE_PERM ? "bad-domain" : "routing-errors");
 		if (res->status == RESOLVE_PERM)
-			sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, res->code,
-			              res->enhanced, res->reason, NULL, NULL, NULL, NULL);
+			sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, rp);
 		else
-			sched_defer(s, r, res->code, res->enhanced, res->reason,
-			            NULL, NULL, NULL, NULL);
+			sched_defer(s, r, rp);
 	}
 }
 
@@ -408,6 +457,11 @@ sched_setup_parts(struct mxsched *s, char *err, size_t errlen)
 	if ((s->dns = dns_new(s->base, &dopt, err, errlen)) == NULL)
 		return -1;
 	s->res = resolver_new(s->base, s->dns, &ropt);
+	s->rules = bounce_rules_new();
+	if (c->bounce_rules_file &&
+	    bounce_rules_add_file(s->rules, c->bounce_rules_file, err, errlen) != 0)
+		return -1;
+	bounce_rules_add_builtin(s->rules);
 	if (mxsched_retry_parse(c->retry_schedule, &s->retry) < 0) {
 		snprintf(err, errlen, "[delivery] retry_schedule: bad value");
 		return -1;
@@ -447,6 +501,7 @@ mxsched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	smap_init(&s->waits);
 	smap_init(&s->sites);
 	smap_init(&s->msets);
+	smap_init(&s->dsn_jobs);
 	if (cfg->hostname)
 		snprintf(s->ehlo, sizeof(s->ehlo), "%s", cfg->hostname);
 	else if (gethostname(s->ehlo, sizeof(s->ehlo)) < 0 || s->ehlo[0] == '\0')
@@ -528,8 +583,12 @@ mxsched_free(struct mxsched *s)
 	smap_clear(&s->waits, wait_free);
 	smap_clear(&s->sites, site_free_cb);
 	smap_clear(&s->msets, NULL);
+	/* outcomes and DSNs not yet written: their recipients are in flight
+	 * in the store and due again at the next start */
+	dsn_jobs_drop(s);
+	bounce_rules_free(s->rules);
 	if (s->out)
-		out_free(s->out);
+		sched_out_free(s->out);
 	smap_clear(&s->msgs, NULL);
 	resolver_free(s->res);
 	dns_free(s->dns);
@@ -537,6 +596,9 @@ mxsched_free(struct mxsched *s)
 	smtpc_tls_free(s->tls);
 	smtpc_netlist_free(s->allow_private);
 	mxsched_retry_free(&s->retry);
-	free(s);
+	s->dead = 1;
+	if (s->busy_writes == 0)
+		free(s);
+	/* else the last store callback frees it */
 }
 

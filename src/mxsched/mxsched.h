@@ -68,13 +68,4 @@ uint64_t mxsched_retry_next(const struct mxsched_retry *r, unsigned attempts,
 uint64_t mxsched_backoff_delay(uint64_t base_ms, uint64_t cap_ms,
                                unsigned level);
 
-/* ---- what a reply means for the site (until src/bounce classifies) ---- */
-enum mxsched_signal {
-	MXSCHED_SIG_NONE = 0,     /* recipient-level, or success */
-	MXSCHED_SIG_CONNECTION,   /* connection pressure: fewer connections */
-	MXSCHED_SIG_REPUTATION,   /* rate / reputation: suspend the site */
-};
-enum mxsched_signal mxsched_reply_signal(int code, const char *enhanced,
-                                         const char *text);
-
 #endif

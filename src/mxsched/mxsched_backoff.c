@@ -1,6 +1,7 @@
 /*
- * mxsched_backoff.c - retry and backoff arithmetic, and what a remote reply
- * says about the site. Pure functions: no state, no I/O, unit-tested.
+ * mxsched_backoff.c - retry and backoff arithmetic. Pure functions: no
+ * state, no I/O, unit-tested. (What a reply says about the site is the
+ * bounce rules' business: src/bounce.)
  */
 #include "mxsched/mxsched.h"
 #include "core/core.h"
@@ -91,32 +92,4 @@ mxsched_backoff_delay(uint64_t base_ms, uint64_t cap_ms, unsigned level)
 		level--;
 	}
 	return d > cap_ms ? cap_ms : d;
-}
-
-static int
-has_ci(const char *hay, const char *needle)
-{
-	return hay != NULL && strcasestr(hay, needle) != NULL;
-}
-
-enum mxsched_signal
-mxsched_reply_signal(int code, const char *enhanced, const char *text)
-{
-	if (code < 400 || code >= 500)
-		return MXSCHED_SIG_NONE;
-	/* Microsoft: too many connections; generic connection limits */
-	if ((enhanced && strcmp(enhanced, "4.7.652") == 0) ||
-	    has_ci(text, "too many connections") ||
-	    has_ci(text, "too many concurrent"))
-		return MXSCHED_SIG_CONNECTION;
-	/* Yahoo TSS, Microsoft 4.7.650/651, Gmail rate / unsolicited */
-	if (has_ci(text, "[TSS0") || has_ci(text, "rate limit") ||
-	    has_ci(text, "rate-limit") || has_ci(text, "unusual rate") ||
-	    (enhanced && (strcmp(enhanced, "4.7.650") == 0 ||
-	                  strcmp(enhanced, "4.7.651") == 0 ||
-	                  strcmp(enhanced, "4.7.28") == 0)))
-		return MXSCHED_SIG_REPUTATION;
-	if (code == 421 && enhanced && strcmp(enhanced, "4.7.0") == 0)
-		return MXSCHED_SIG_REPUTATION;
-	return MXSCHED_SIG_NONE;
 }

@@ -18,10 +18,10 @@ set_str(json_t *o, const char *k, const char *v)
 
 void
 dlog_write(FILE *f, const char *event, const struct qmsg *m,
-           const struct rcpt *r, const struct site *site,
-           const char *mx_host, const char *mx_addr, const char *tls,
-           int code, const char *enhanced, const char *text, uint64_t next_ms)
+           const struct rcpt *r, const struct sched_reply *rp,
+           const char *category, uint64_t next_ms)
 {
+	const struct site *site = rp->site;
 	const struct queue_envelope *env = m->env;
 	json_t *o = json_object();
 	uint64_t now = now_ms();
@@ -36,13 +36,14 @@ dlog_write(FILE *f, const char *event, const struct qmsg *m,
 	set_str(o, "envid", env->envid);
 	if (site)
 		json_object_set_new(o, "site", json_string(site->key));
-	set_str(o, "mx", mx_host);
-	set_str(o, "mx_addr", mx_addr);
-	set_str(o, "tls", tls);
-	if (code)
-		json_object_set_new(o, "code", json_integer(code));
-	set_str(o, "enhanced", enhanced);
-	set_str(o, "reply", text);
+	set_str(o, "mx", rp->mx_host);
+	set_str(o, "mx_addr", rp->mx_addr);
+	set_str(o, "tls", rp->tls);
+	if (rp->code)
+		json_object_set_new(o, "code", json_integer(rp->code));
+	set_str(o, "enhanced", rp->enhanced);
+	set_str(o, "reply", rp->text);
+	set_str(o, "category", category);
 	json_object_set_new(o, "attempt", json_integer(r->attempts + 1));
 	json_object_set_new(o, "queue_time_ms",
 	                    json_integer((json_int_t)(now - env->submit_ms)));

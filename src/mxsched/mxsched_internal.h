@@ -19,6 +19,7 @@
 #include "mxsched/mxsched.h"
 #include "mxsched/resolve.h"
 #include "mxsched/sitekey.h"
+#include "bounce/bounce.h"
 #include "queue/queue.h"
 #include "smtpclient/smtpc.h"
 
@@ -150,6 +151,10 @@ struct mxsched {
 	struct smap sites;          /* site key -> site */
 	struct smap msets;          /* "site key\nmsgid" -> mset */
 	struct pending_out *out;    /* outcomes being collected */
+	struct smap dsn_jobs;       /* msg idtext -> dsn_job of this round */
+	struct bounce_rules *rules; /* reply classification */
+	uint64_t dsns;              /* DSNs queued */
+	int dead;                   /* freed; waiting for store callbacks */
 	uint32_t rng;
 	/* metrics */
 	uint64_t rpt_hist[RPT_BUCKETS + 1]; /* recipients per transaction */
@@ -157,22 +162,53 @@ struct mxsched {
 	         expired, suspensions;
 };
 
+/* What is known about an outcome, for the store, the log and DSNs. */
+struct sched_reply {
+	int code;                   /* 0: none (our own decision) */
+	const char *enhanced, *text;
+	const struct site *site;
+	const char *mx_host, *mx_addr, *tls;
+	const char *category;       /* NULL: classified when it matters */
+};
+#define SREPLY(...) (&(const struct sched_reply){ __VA_ARGS__ })
+
 /* mxsched.c */
 uint32_t sched_random(struct mxsched *s);
 void sched_rcpt_free(struct mxsched *s, struct rcpt *r);
 void sched_msg_unref(struct mxsched *s, struct qmsg *m);
-/* Record an outcome for r (and free r). reply fields may be NULL. */
+/* A store callback came back: 1 if the scheduler is gone (then the
+ * caller only frees its own things), and the last one frees it. */
+int sched_callback_done(struct mxsched *s);
+/* Record an outcome for r (and free r). A bounce or expiry the sender
+ * asked to hear about joins its message's DSN for this round. */
 void sched_outcome(struct mxsched *s, struct rcpt *r,
-                   enum queue_outcome_kind kind, uint64_t next_ms, int code,
-                   const char *enhanced, const char *text,
-                   const struct site *site, const char *mx_host,
-                   const char *mx_addr, const char *tls);
+                   enum queue_outcome_kind kind, uint64_t next_ms,
+                   const struct sched_reply *rp);
 /* A temporary failure: deferred by the retry schedule, or expired. */
-void sched_defer(struct mxsched *s, struct rcpt *r, int code,
-                 const char *enhanced, const char *text,
-                 const struct site *site, const char *mx_host,
-                 const char *mx_addr, const char *tls);
+void sched_defer(struct mxsched *s, struct rcpt *r, const struct sched_reply *rp);
+/* Write the outcomes collected so far (and this round's DSNs). */
 void sched_flush(struct mxsched *s);
+/* Classify a reply with the bounce rules. */
+struct bounce_class sched_classify(const struct mxsched *s, enum bounce_phase ph,
+                                   int code, const char *enhanced,
+                                   const char *text, const char *mx);
+/* the pending-round helpers shared with mxsched_dsn.c */
+struct pending_out *sched_out_new(struct mxsched *s);
+const char *sched_out_str(struct pending_out *p, const char *v);
+void sched_out_add(struct pending_out *p, struct rcpt *r,
+                   enum queue_outcome_kind kind, uint64_t next_ms,
+                   const struct sched_reply *rp, const char *category);
+void sched_out_submit(struct pending_out *p);
+void sched_out_free(struct pending_out *p);
+
+/* mxsched_dsn.c: one DSN per message per round */
+struct dsn_job;
+/* The pending round of m's DSN (created on first use). */
+struct pending_out *dsn_job_add(struct mxsched *s, struct rcpt *r,
+                                enum queue_outcome_kind kind,
+                                const struct sched_reply *rp);
+void dsn_jobs_run(struct mxsched *s);
+void dsn_jobs_drop(struct mxsched *s);
 
 /* mxsched_site.c */
 struct site *site_get(struct mxsched *s, const struct resolve_result *res);
@@ -190,9 +226,7 @@ void sched_count_txn(struct mxsched *s, size_t n_rcpts);
 
 /* mxsched_dlog.c: render one delivery-log line */
 void dlog_write(FILE *f, const char *event, const struct qmsg *m,
-                const struct rcpt *r, const struct site *site,
-                const char *mx_host, const char *mx_addr, const char *tls,
-                int code, const char *enhanced, const char *text,
-                uint64_t next_ms);
+                const struct rcpt *r, const struct sched_reply *rp,
+                const char *category, uint64_t next_ms);
 
 #endif

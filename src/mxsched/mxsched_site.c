@@ -372,7 +372,7 @@ site_release_ready(struct site *site)
 			ms->n--;
 			site->n_ready--;
 			sched_outcome(site->s, r, QUEUE_OUT_REDEFER, site->suspended_until,
-			              0, NULL, site->reason, site, NULL, NULL, NULL);
+			              SREPLY(.text = site->reason, .site = site));
 		}
 		mset_free(site, ms);
 	}
@@ -442,52 +442,49 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
             struct rcpt **again, size_t *n_again)
 {
 	struct mxsched *s = site->s;
+	struct sched_reply rp = { rr->code, rr->enhanced, rr->text, site,
+	                          res->mx_host, res->mx_addr, tls, NULL };
+	struct bounce_class c;
 
 	switch (rr->status) {
 	case SMTPC_RCPT_DELIVERED:
 		site->delivered++;
 		s->delivered++;
-		sched_outcome(s, r, QUEUE_OUT_DELIVERED, 0, rr->code, rr->enhanced,
-		              rr->text, site, res->mx_host, res->mx_addr, tls);
-		return;
-	case SMTPC_RCPT_PERMFAIL:
-		site->bounced++;
-		s->bounced++;
-		sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, rr->code, rr->enhanced,
-		              rr->text, site, res->mx_host, res->mx_addr, tls);
+		sched_outcome(s, r, QUEUE_OUT_DELIVERED, 0, &rp);
 		return;
 	case SMTPC_RCPT_RETRY_NOW:
 		again[(*n_again)++] = r;
 		return;
 	case SMTPC_RCPT_POSSIBLY_DELIVERED:
 		site->possibly_delivered++;
-		/* fall through */
+		break;
 	default:
-		switch (mxsched_reply_signal(rr->code, rr->enhanced, rr->text)) {
-		case MXSCHED_SIG_REPUTATION:
-			site->defer_reputation++;
-			break;
-		case MXSCHED_SIG_CONNECTION:
-			site->defer_connection++;
-			break;
-		default:
-			site->defer_recipient++;
-			break;
-		}
-		if (mxsched_reply_signal(rr->code, rr->enhanced, rr->text) ==
-		    MXSCHED_SIG_REPUTATION) {
-			site_suspend(site, rr->text);
-			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until,
-			              rr->code, rr->enhanced, rr->text, site,
-			              res->mx_host, res->mx_addr, tls);
-			return;
-		}
-		site->deferred++;
-		s->deferred++;
-		sched_defer(s, r, rr->code, rr->enhanced, rr->text, site,
-		            res->mx_host, res->mx_addr, tls);
+		break;
+	}
+	c = sched_classify(s, BOUNCE_PHASE_ANY, rr->code, rr->enhanced, rr->text,
+	                   res->mx_host);
+	rp.category = bounce_category_name(c.cat);
+	if (c.sig == BOUNCE_SIG_REPUTATION) {
+		/* a block or rate limit is about us, not the address: the site
+		 * waits, the recipient keeps its attempts, even on a 5xx */
+		site->defer_reputation++;
+		site_suspend(site, rr->text);
+		sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until, &rp);
 		return;
 	}
+	if (rr->status == SMTPC_RCPT_PERMFAIL) {
+		site->bounced++;
+		s->bounced++;
+		sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, &rp);
+		return;
+	}
+	if (c.sig == BOUNCE_SIG_CONNECTION)
+		site->defer_connection++;
+	else
+		site->defer_recipient++;
+	site->deferred++;
+	s->deferred++;
+	sched_defer(s, r, &rp);
 }
 
 /* site_learn - what the transaction taught the site */
@@ -560,9 +557,8 @@ conn_send(struct sconn *sc)
 		 * ignores these outcomes) or a read error (try again later) */
 		log_warnx(b->msg->idtext, "cannot open the body; deferring its batch");
 		for (size_t i = 0; i < b->n; i++)
-			sched_outcome(site->s, b->r[i], QUEUE_OUT_REDEFER,
-			              now_ms() + 60000, 0, NULL,
-			              "message body unreadable", site, NULL, NULL, NULL);
+			sched_outcome(site->s, b->r[i], QUEUE_OUT_REDEFER, now_ms() + 60000,
+			              SREPLY(.text = "message body unreadable", .site = site));
 		batch_free(b);
 	}
 	if (b == NULL)
@@ -614,7 +610,8 @@ conn_failed(struct site *site, const struct smtpc_conn_info *info)
 	                  smtpc_error_name(info->error);
 
 	if (info->error == SMTPC_ERR_GREETING &&
-	    mxsched_reply_signal(421, NULL, why) == MXSCHED_SIG_CONNECTION) {
+	    sched_classify(site->s, BOUNCE_PHASE_GREETING, 421, NULL, why,
+	                   info->mx_host).sig == BOUNCE_SIG_CONNECTION) {
 		site->conn_limit = site->conn_limit > 1 ? site->conn_limit / 2 : 1;
 		log_warnx(site->key, "connection pressure: limit now %u (%s)",
 		          site->conn_limit, why);

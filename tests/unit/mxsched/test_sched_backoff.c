@@ -1,6 +1,6 @@
 /*
  * test_sched_backoff.c - retry schedule, jitter, expiry and site backoff
- * arithmetic, and what a remote reply says about the site.
+ * arithmetic.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -81,29 +81,6 @@ test_backoff(void **state)
 	assert_int_equal(mxsched_backoff_delay(MIN, 4 * HOUR, 40), 4 * HOUR);
 }
 
-static void
-test_reply_signal(void **state)
-{
-	(void)state;
-	assert_int_equal(mxsched_reply_signal(250, "2.0.0", "ok"), MXSCHED_SIG_NONE);
-	assert_int_equal(mxsched_reply_signal(550, "5.1.1", "no such user"), MXSCHED_SIG_NONE);
-	assert_int_equal(mxsched_reply_signal(450, "4.2.1", "greylisted, try later"),
-	                 MXSCHED_SIG_NONE);
-	assert_int_equal(mxsched_reply_signal(452, "4.2.2", "mailbox full"), MXSCHED_SIG_NONE);
-	assert_int_equal(mxsched_reply_signal(421, "4.7.0",
-	    "[TSS04] Messages from 192.0.2.1 temporarily deferred"), MXSCHED_SIG_REPUTATION);
-	assert_int_equal(mxsched_reply_signal(451, "4.7.650",
-	    "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation"),
-	    MXSCHED_SIG_REPUTATION);
-	assert_int_equal(mxsched_reply_signal(421, "4.7.28",
-	    "Our system has detected an unusual rate of unsolicited mail"), MXSCHED_SIG_REPUTATION);
-	assert_int_equal(mxsched_reply_signal(451, "4.7.652",
-	    "The mail server has exceeded the maximum number of connections"),
-	    MXSCHED_SIG_CONNECTION);
-	assert_int_equal(mxsched_reply_signal(421, "4.3.2", "Too many connections from your host"),
-	    MXSCHED_SIG_CONNECTION);
-}
-
 int
 main(void)
 {
@@ -112,7 +89,6 @@ main(void)
 		cmocka_unit_test(test_retry_delay_and_jitter),
 		cmocka_unit_test(test_retry_next_and_expiry),
 		cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_reply_signal),
 	};
 	log_init("test_sched_backoff", 1, LOG_LVL_WARN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
