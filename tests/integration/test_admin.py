@@ -1,0 +1,587 @@
+"""Admin HTTP API and mxbatchctl against a running mxbatchd.
+
+Every endpoint with real queued mail (delivery paused, or sinks that
+delay), authentication and bad input, /metrics through a small
+Prometheus text parser, the events stream across reconnects, and
+hold/release/delete while a batch is being delivered.
+"""
+import http.client
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+import unittest
+
+import world
+
+CTL = os.path.join(world.BUILD_DIR, "src", "cli", "mxbatchctl")
+BODY = b"Subject: admin test\r\nX-Test: 1\r\n\r\nhello\r\n"
+
+
+def raw_request(port, method, path, body=None, headers=None, timeout=10):
+    """One request with exactly these headers: (status, parsed or text)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            c.putheader(k, v)
+        if body is not None:
+            c.putheader("Content-Length", str(len(body)))
+        c.endheaders(body)
+        r = c.getresponse()
+        text = r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+    try:
+        return r.status, json.loads(text)
+    except ValueError:
+        return r.status, text
+
+
+def parse_prometheus(text):
+    """Prometheus text format -> ({(name, frozenset(labels)): value}, types)."""
+    samples, types = {}, {}
+    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$')
+    label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if not line:
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert name not in types, "duplicate TYPE for %s" % name
+            types[name] = kind
+            continue
+        if line.startswith("#"):
+            continue
+        m = line_re.match(line)
+        assert m, "bad sample line %r" % line
+        labels = frozenset(label_re.findall(m.group(3) or ""))
+        key = (m.group(1), labels)
+        assert key not in samples, "duplicate sample %r" % line
+        samples[key] = float(m.group(4))
+    return samples, types
+
+
+class AdminWorld:
+    """A daemon with the admin API; skip when this build has none."""
+
+    @staticmethod
+    def daemon(test, w, sections=None):
+        d = w.daemon(sections)
+        if "admin API listening" not in d.log_text():
+            test.skipTest("this mxbatchd does not start the admin API")
+        return d
+
+
+def ids_of(d, **q):
+    path = "/v1/messages"
+    if q:
+        path += "?" + "&".join("%s=%s" % kv for kv in q.items())
+    st, res = d.admin("GET", path)
+    assert st == 200, (st, res)
+    return [m["id"] for m in res["messages"]]
+
+
+class AuthAndInputTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = world.World()
+        try:
+            cls.d = cls.w.daemon({"delivery": {"paused": "yes"}})
+        except Exception:
+            cls.w.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.close()
+
+    def setUp(self):
+        if "admin API listening" not in self.d.log_text():
+            self.skipTest("this mxbatchd does not start the admin API")
+
+    def auth(self):
+        return {"Authorization": "Bearer " + self.d.admin_token()}
+
+    def test_token_file_created_private(self):
+        st = os.stat(self.d.token_file)
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        self.assertGreaterEqual(len(self.d.admin_token()), 32)
+
+    def test_missing_and_wrong_token(self):
+        port = self.d.admin_port
+        for headers in ({}, {"Authorization": "Bearer wrong-token-123456789"},
+                        {"Authorization": "Basic " + self.d.admin_token()},
+                        {"Authorization": "Bearer " + self.d.admin_token()[:-1]},
+                        {"Authorization": "Bearer " + self.d.admin_token() + "x"}):
+            for path in ("/v1/queue", "/metrics", "/v1/health", "/nope"):
+                st, res = raw_request(port, "GET", path, headers=headers)
+                self.assertEqual(st, 401, (path, headers))
+                self.assertEqual(res["error"], "unauthorized")
+        st, res = raw_request(port, "GET", "/v1/health", headers=self.auth())
+        self.assertEqual((st, res["status"]), (200, "ok"))
+
+    def test_bad_input_gets_4xx_and_daemon_keeps_serving(self):
+        port, h = self.d.admin_port, self.auth()
+        cases = [
+            ("GET", "/v1/../v1/queue", None, 400),
+            ("GET", "/v1/messages/..%2F..%2Fetc%2Fpasswd", None, 400),
+            ("GET", "/v1/messages/%2e%2e", None, 400),
+            ("GET", "/v1/sites/a%2Fb", None, 400),
+            ("GET", "/v1/messages/%00", None, 400),
+            ("GET", "/v1//queue", None, 400),
+            ("GET", "/v1/messages/xyz", None, 400),
+            ("GET", "/v1/messages/0123456789abcdeg", None, 400),
+            ("GET", "/v1/messages/0123456789abcdef", None, 404),
+            ("POST", "/v1/messages/0123456789abcdef/hold", None, 404),
+            ("DELETE", "/v1/messages/0123456789abcdef", None, 404),
+            ("POST", "/v1/messages/0123456789abcdef/explode", None, 404),
+            ("GET", "/v1/nothing", None, 404),
+            ("GET", "/etc/passwd", None, 404),
+            ("PUT", "/v1/queue", b"{}", 405),
+            ("POST", "/v1/queue", None, 405),
+            ("GET", "/v1/messages?limit=abc", None, 400),
+            ("GET", "/v1/messages?state=lost", None, 400),
+            ("GET", "/v1/events?since=garbage", None, 400),
+            ("GET", "/v1/queue?" + "a=b&" * 1000, None, 414),
+            ("POST", "/v1/bounce", b"{not json", 400),
+            ("POST", "/v1/bounce", b"[1, 2]", 400),
+            ("POST", "/v1/bounce", b'{"a": 1, "a": 2}', 400),
+            ("POST", "/v1/bounce", b"{}", 400),
+            ("POST", "/v1/bounce", b'{"domain": "x.test", "action": "x"}', 400),
+            ("POST", "/v1/bounce", b"{" + b" " * 100000 + b"}", 413),
+        ]
+        for method, path, body, want in cases:
+            st, res = raw_request(port, method, path, body=body, headers=h)
+            self.assertEqual(st, want, (method, path[:80], res))
+            self.assertIn("error", res, (method, path[:80]))
+            self.assertIn("detail", res)
+        # a body over the hard limit is refused from its Content-Length alone
+        import socket
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST /v1/bounce HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                      + h["Authorization"].encode() + b"\r\nContent-Length: "
+                      + str(2 << 20).encode() + b"\r\n\r\n")
+            self.assertRegex(s.recv(4096), rb"^HTTP/1\.1 413 ")
+        st, res = raw_request(port, "GET", "/v1/health", headers=h)
+        self.assertEqual(st, 200)
+        self.assertIsNone(self.d.proc.poll())
+
+    def test_not_yet_available_endpoints_say_so(self):
+        st, res = self.d.admin("GET", "/v1/suppressions")
+        self.assertEqual(st, 501)
+        st, res = self.d.admin("DELETE", "/v1/suppressions/x%40y.test")
+        self.assertEqual(st, 501)
+        st, res = self.d.admin("POST", "/v1/bounce", {"domain": "x.test"})
+        self.assertEqual(st, 501)
+
+
+class QueueMessagesTest(unittest.TestCase):
+    """Delivery paused: everything stays queued."""
+
+    def setUp(self):
+        self.w = world.World(self)
+        self.d = AdminWorld.daemon(self, self.w, {"delivery": {"paused": "yes"}})
+
+    def submit(self, sender, rcpts, **kw):
+        self.assertEqual(self.d.submit(sender, rcpts, BODY, **kw), {})
+
+    def test_queue_summary_from_counters(self):
+        self.submit("a@src.test", ["u1@one.test", "u2@one.test", "u3@two.test"])
+        self.submit("b@src.test", ["u4@two.test"])
+        st, q = self.d.admin("GET", "/v1/queue")
+        self.assertEqual(st, 200)
+        self.assertEqual(q["messages"], 2)
+        self.assertEqual(q["recipients"]["total"], 4)
+        self.assertEqual(q["recipients"]["ready"], 4)
+        self.assertEqual(q["recipients"]["held"], 0)
+        self.assertEqual(q["totals"]["messages"], 2)
+        self.assertEqual(q["oldest"]["id"], ids_of(self.d)[0])
+        doms = {t["domain"]: t["recipients"] for t in q["top_domains"]}
+        self.assertEqual(doms, {"one.test": 2, "two.test": 2})
+        self.assertTrue(q["sample"]["complete"])
+
+    def test_list_filters_and_paging(self):
+        for i in range(5):
+            self.submit("s%d@src.test" % (i % 2), ["r%d@d%d.test" % (i, i % 3)])
+        all_ids = ids_of(self.d)
+        self.assertEqual(len(all_ids), 5)
+        self.assertEqual(all_ids, sorted(all_ids))
+        self.assertEqual(len(ids_of(self.d, sender="s0@src.test")), 3)
+        self.assertEqual(len(ids_of(self.d, domain="d0.test")), 2)
+        self.assertEqual(ids_of(self.d, domain="nowhere.test"), [])
+        self.assertEqual(len(ids_of(self.d, state="queued")), 5)
+        self.assertEqual(ids_of(self.d, state="held"), [])
+        seen, after = [], None
+        while True:
+            path = "/v1/messages?limit=2" + ("&after=" + after if after else "")
+            st, res = self.d.admin("GET", path)
+            self.assertEqual(st, 200)
+            seen += [m["id"] for m in res["messages"]]
+            after = res["next"]
+            if after is None:
+                break
+        self.assertEqual(seen, all_ids)
+
+    def test_message_detail_and_actions(self):
+        self.submit("a@src.test", ["x1@one.test", "x2@two.test"],
+                    mail_options=["ENVID=batch-7"])
+        mid = ids_of(self.d)[0]
+        st, m = self.d.admin("GET", "/v1/messages/" + mid)
+        self.assertEqual(st, 200)
+        self.assertEqual(m["sender"], "a@src.test")
+        self.assertEqual(m["envid"], "batch-7")
+        self.assertEqual([r["address"] for r in m["recipients"]],
+                         ["x1@one.test", "x2@two.test"])
+        self.assertEqual({r["state"] for r in m["recipients"]}, {"queued"})
+        self.assertIn("Subject: admin test", m["headers"])
+        self.assertNotIn("hello", m["headers"])
+
+        st, res = self.d.admin("POST", "/v1/messages/%s/hold" % mid)
+        self.assertEqual((st, res["action"]), (200, "hold"))
+        st, q = self.d.admin("GET", "/v1/queue")
+        self.assertEqual(q["recipients"]["held"], 2)
+        self.assertEqual(ids_of(self.d, state="held"), [mid])
+        st, m = self.d.admin("GET", "/v1/messages/" + mid)
+        self.assertTrue(m["held"])
+        self.assertEqual({r["state"] for r in m["recipients"]}, {"held"})
+
+        st, res = self.d.admin("POST", "/v1/messages/%s/release" % mid)
+        self.assertEqual(st, 200)
+        st, q = self.d.admin("GET", "/v1/queue")
+        self.assertEqual(q["recipients"]["held"], 0)
+        self.assertEqual(q["recipients"]["ready"], 2)
+
+        st, res = self.d.admin("POST", "/v1/messages/%s/retry-now" % mid)
+        self.assertEqual((st, res["recipients"]), (200, 0))  # none deferred
+
+        st, res = self.d.admin("DELETE", "/v1/messages/%s?bounce=1" % mid)
+        self.assertEqual(st, 501)
+        st, res = self.d.admin("DELETE", "/v1/messages/" + mid)
+        self.assertEqual(st, 200)
+        st, res = self.d.admin("GET", "/v1/messages/" + mid)
+        self.assertEqual(st, 404)
+        st, q = self.d.admin("GET", "/v1/queue")
+        self.assertEqual((q["messages"], q["recipients"]["total"]), (0, 0))
+        self.assertEqual(q["totals"]["deleted"], 2)
+        log = self.d.log_text()
+        self.assertIn("admin action by admin: hold message", log)
+        self.assertIn("admin action by admin: delete message", log)
+
+    def test_bulk_delete_by_domain(self):
+        self.submit("a@src.test", ["k1@gone.test", "k2@stay.test"])
+        self.submit("a@src.test", ["k3@gone.test"])
+        st, res = self.d.admin("POST", "/v1/bounce",
+                               {"domain": "gone.test", "action": "delete"})
+        self.assertEqual(st, 200, res)
+        self.assertEqual((res["messages"], res["recipients"]), (2, 2))
+        st, q = self.d.admin("GET", "/v1/queue")
+        self.assertEqual((q["messages"], q["recipients"]["total"]), (1, 1))
+        st, m = self.d.admin("GET", "/v1/messages/" + ids_of(self.d)[0])
+        self.assertEqual([r["address"] for r in m["recipients"]], ["k2@stay.test"])
+
+    def test_named_tokens_are_audited(self):
+        self.submit("a@src.test", ["z@one.test"])
+        mid = ids_of(self.d)[0]
+        restart_prepare(self.d)
+        with open(self.d.token_file, "w") as f:
+            f.write("# operators\nalice:%s\nbob:%s\n" % ("a" * 40, "b" * 40))
+        os.chmod(self.d.token_file, 0o600)
+        self.d.start()
+        for tok, want in (("a" * 40, 200), ("b" * 40, 200), ("alice:" + "a" * 40, 401)):
+            st, _ = raw_request(self.d.admin_port, "GET", "/v1/health",
+                                headers={"Authorization": "Bearer " + tok})
+            self.assertEqual(st, want, tok)
+        st, _ = raw_request(self.d.admin_port, "POST", "/v1/messages/%s/hold" % mid,
+                            headers={"Authorization": "Bearer " + "b" * 40})
+        self.assertEqual(st, 200)
+        self.assertIn("admin action by bob: hold message", self.d.log_text())
+
+    def test_group_readable_token_file_refused(self):
+        restart_prepare(self.d)
+        os.chmod(self.d.token_file, 0o640)
+        with self.assertRaises(RuntimeError):
+            self.d.start()
+        self.assertNotEqual(self.d.proc.wait(10), 0)
+        self.assertIn("chmod 600", self.d.log_text())
+        restart_prepare(self.d)
+        os.chmod(self.d.token_file, 0o600)
+        self.d.start()
+        st, _ = self.d.admin("GET", "/v1/health")
+        self.assertEqual(st, 200)
+
+
+def restart_prepare(d):
+    """Stop d and forget its output, so start() waits for the new run."""
+    d.stop()
+    open(d.out_path, "w").close()
+
+
+class DeliveryTest(unittest.TestCase):
+    """Real delivery to sinks: sites, metrics, events, actions in flight."""
+
+    IP = "127.0.1.71"
+
+    def setUp(self):
+        self.w = world.World(self)
+        self.w.dns.add_mx("batch.test", [(10, "mx.batch.test")])
+        self.w.dns.add_mx("other.test", [(10, "mx.batch.test")])
+        self.w.dns.add_a("mx.batch.test", self.IP)
+        self.w.dns.start()
+
+    def start(self, sink_config=None, sections=None):
+        self.sink = self.w.sink(self.IP, config=sink_config or {})
+        s = {"delivery": {"retry_schedule": "1s"}}
+        s.update(sections or {})
+        self.d = AdminWorld.daemon(self, self.w, s)
+
+    def wait_empty(self, timeout=30):
+        def empty():
+            st, q = self.d.admin("GET", "/v1/queue")
+            return q["messages"] == 0 and q
+        return world.wait_until(empty, timeout=timeout, what="empty queue")
+
+    def test_sites_and_metrics_match_sinks(self):
+        self.start({"max_rcpts": 3, "max_rcpts_reply": "452 4.5.3 Too many"})
+        sizes = [1, 2, 5, 3, 7]
+        n = 0
+        for i, k in enumerate(sizes):
+            rc = ["m%d-%d@%s" % (i, j, "batch.test" if j % 2 else "other.test")
+                  for j in range(k)]
+            n += k
+            self.assertEqual(self.d.submit("s@src.test", rc, BODY), {})
+        q = self.wait_empty()
+        self.assertEqual(q["totals"]["delivered"], n)
+        self.assertEqual(sorted(self.sink.delivered()),
+                         sorted(set(self.sink.delivered())))
+        self.assertEqual(len(self.sink.delivered()), n)
+
+        st, res = self.d.admin("GET", "/v1/sites")
+        self.assertEqual(st, 200)
+        keys = [s["site"] for s in res["sites"]]
+        self.assertEqual(len(keys), 1, res)
+        site = keys[0]
+        st, one = self.d.admin("GET", "/v1/sites/" + urlq(site))
+        self.assertEqual(st, 200)
+        self.assertEqual(one["counters"]["delivered"], n)
+        self.assertEqual(one["mx"][0]["addresses"], [self.IP])
+
+        st, text = self.d.admin("GET", "/metrics")
+        self.assertEqual(st, 200)
+        samples, types = parse_prometheus(text)
+        self.assertEqual(types["mxbatch_sched_recipients_per_transaction"], "histogram")
+        txns = [t for t in self.sink.transactions() if t["status"] == "delivered"]
+        per_txn = [len(t["rcpts"]) for t in txns]
+        h = "mxbatch_sched_recipients_per_transaction"
+        self.assertEqual(samples[(h + "_count", frozenset())], len(per_txn))
+        self.assertEqual(samples[(h + "_sum", frozenset())], sum(per_txn))
+        buckets = {dict(l)["le"]: v for (name, l), v in samples.items()
+                   if name == h + "_bucket"}
+        for le, v in buckets.items():
+            bound = float("inf") if le == "+Inf" else float(le)
+            self.assertEqual(v, len([k for k in per_txn if k <= bound]), le)
+        self.assertEqual(samples[("mxbatch_recipients_total",
+                                  frozenset({("outcome", "delivered")}))], n)
+        self.assertEqual(samples[("mxbatch_queue_messages", frozenset())], 0)
+        lbl = frozenset({("site", site), ("provider", "")})
+        self.assertEqual(samples[("mxbatch_site_delivered_total", lbl)], n)
+        self.assertEqual(samples[("mxbatch_site_transactions_total", lbl)],
+                         len(self.sink.transactions()))
+
+        st, res = self.d.admin("POST", "/v1/sites/%s/suspend" % urlq(site),
+                               {"duration": "10m", "reason": "maintenance"})
+        self.assertEqual(st, 200, res)
+        self.assertTrue(res["state"]["suspended"])
+        self.assertIn("maintenance", res["state"]["reason"])
+        st, res = self.d.admin("POST", "/v1/sites/%s/resume" % urlq(site))
+        self.assertEqual(st, 200)
+        self.assertFalse(res["state"]["suspended"])
+        st, res = self.d.admin("POST", "/v1/sites/%s/retry-now" % urlq(site))
+        self.assertEqual(st, 200)
+        st, res = self.d.admin("POST", "/v1/sites/unknown.site/resume")
+        self.assertEqual(st, 404)
+        st, res = self.d.admin("GET", "/v1/sites/unknown.site")
+        self.assertEqual(st, 404)
+        st, res = self.d.admin("POST", "/v1/sites/%s/suspend" % urlq(site),
+                               {"duration": "soon"})
+        self.assertEqual(st, 400)
+
+    def test_events_exactly_once_across_reconnects(self):
+        self.start()
+        want = set()
+        for i in range(6):
+            rc = ["e%d-%d@batch.test" % (i, j) for j in range(4)]
+            want |= set(rc)
+            self.assertEqual(self.d.submit("s@src.test", rc, BODY,
+                                           mail_options=["ENVID=env-%d" % (i % 2)]), {})
+        self.wait_empty()
+        world.wait_until(lambda: len([r for r in self.d.delivery_records()
+                                      if r.get("event") == "Delivery"]) >= len(want),
+                         what="delivery log lines")
+        got, cursor = [], None
+        for _ in range(100):  # one connection per page: limit 5
+            path = "/v1/events?limit=5&terminal=1" + ("&since=" + cursor if cursor else "")
+            st, res = self.d.admin("GET", path)
+            self.assertEqual(st, 200, res)
+            got += res["events"]
+            cursor = res["cursor"]
+            if not res["events"]:
+                break
+        rcpts = [e["recipient"] for e in got]
+        self.assertEqual(sorted(rcpts), sorted(want))  # every one, once
+        st, res = self.d.admin("GET", "/v1/events?since=" + cursor)
+        self.assertEqual(res["events"], [])
+
+        st, res = self.d.admin("GET", "/v1/events?envid=env-1&terminal=1")
+        self.assertEqual(len(res["events"]), 12)
+        self.assertEqual({e["envid"] for e in res["events"]}, {"env-1"})
+
+        # long-poll: a waiting request gets the next event as it happens
+        box = {}
+
+        def poll():
+            box["r"] = self.d.admin("GET", "/v1/events?terminal=1&timeout=20&since="
+                                    + cursor, timeout=30)
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.5)
+        self.assertTrue(t.is_alive())
+        self.assertEqual(self.d.submit("s@src.test", ["late@batch.test"], BODY), {})
+        t.join(30)
+        st, res = box["r"]
+        self.assertEqual(st, 200)
+        self.assertEqual([e["recipient"] for e in res["events"]], ["late@batch.test"])
+        st, res = self.d.admin("GET", "/v1/events?timeout=1&since=" + res["cursor"])
+        self.assertEqual((st, res["events"]), (200, []))
+
+    def test_hold_then_release_during_delivery(self):
+        self.start({"delay_ms": {"dot": 1500}})
+        rc = ["h%d@batch.test" % j for j in range(10)]
+        self.assertEqual(self.d.submit("s@src.test", rc, BODY), {})
+        mid = ids_of(self.d)[0]
+        world.wait_until(lambda: self.sink.open_connections() > 0, what="connection")
+        st, res = self.d.admin("POST", "/v1/messages/%s/hold" % mid)
+        self.assertEqual(st, 200)
+        time.sleep(2)
+        st, res = self.d.admin("POST", "/v1/messages/%s/release" % mid)
+        self.assertIn(st, (200, 404))  # 404: it was delivered while held
+        q = self.wait_empty()
+        self.assertEqual(sorted(self.sink.delivered()), sorted(rc))
+        self.assertEqual(q["totals"]["delivered"], len(rc))
+        self.assertEqual(q["recipients"]["total"], 0)
+
+    def test_delete_during_delivery(self):
+        self.start({"delay_ms": {"dot": 1500}})
+        rc = ["x%d@batch.test" % j for j in range(10)]
+        self.assertEqual(self.d.submit("s@src.test", rc, BODY), {})
+        mid = ids_of(self.d)[0]
+        world.wait_until(lambda: self.sink.open_connections() > 0, what="connection")
+        st, res = self.d.admin("DELETE", "/v1/messages/" + mid)
+        self.assertEqual(st, 200)
+        q = self.wait_empty()
+        time.sleep(2)  # the batch in flight finishes; its outcome is ignored
+        st, q = self.d.admin("GET", "/v1/queue")
+        self.assertEqual(q["recipients"]["total"], 0)
+        t = q["totals"]
+        self.assertEqual(t["delivered"] + t["deleted"], len(rc))
+        self.assertEqual(len(self.sink.delivered()), len(set(self.sink.delivered())))
+        st, res = self.d.admin("GET", "/v1/health")
+        self.assertEqual(st, 200)
+
+
+def urlq(s):
+    import urllib.parse
+    return urllib.parse.quote(s, safe="")
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        if not os.path.exists(CTL):
+            self.skipTest("mxbatchctl not built")
+        self.w = world.World(self)
+        self.d = AdminWorld.daemon(self, self.w, {"delivery": {"paused": "yes"}})
+        for i in range(3):
+            self.assertEqual(self.d.submit("c%d@src.test" % i,
+                                           ["r%d@cli.test" % i, "q@cli2.test"], BODY), {})
+
+    def ctl(self, *args, expect=0):
+        p = subprocess.run([CTL, "-c", self.d.config_path] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, expect, (args, p.stdout, p.stderr))
+        return p.stdout, p.stderr
+
+    def test_commands(self):
+        out, _ = self.ctl("queue")
+        self.assertIn("messages 3", out)
+        self.assertIn("cli2.test", out)
+        out, _ = self.ctl("--json", "queue")
+        self.assertEqual(json.loads(out)["recipients"]["total"], 6)
+        out, _ = self.ctl("messages")
+        ids = re.findall(r"^([0-9a-f]{16}) ", out, re.M)
+        self.assertEqual(len(ids), 3)
+        out, _ = self.ctl("messages", "--sender", "c1@src.test", "--json")
+        self.assertEqual([m["id"] for m in json.loads(out)["messages"]], [ids[1]])
+        out, _ = self.ctl("messages", "--domain", "cli.test", "--limit", "2")
+        self.assertIn("more: --after " + ids[1], out)
+        out, _ = self.ctl("message", ids[0])
+        self.assertIn("r0@cli.test", out)
+        self.assertIn("Subject: admin test", out)
+        self.ctl("hold", ids[0])
+        out, _ = self.ctl("messages", "--state", "held")
+        self.assertEqual(re.findall(r"^([0-9a-f]{16}) ", out, re.M), [ids[0]])
+        self.ctl("release", ids[0])
+        self.ctl("retry", ids[0])
+        self.ctl("delete", ids[0])
+        _, err = self.ctl("message", ids[0], expect=1)
+        self.assertIn("404", err)
+        out, _ = self.ctl("bounce", "--domain", "cli2.test", "--delete")
+        self.assertIn("deleted: 2 recipients of 2 messages", out)
+        self.ctl("bounce", "--domain", "cli2.test", expect=1)  # 501 for now
+        self.ctl("suppressions", expect=1)
+        out, _ = self.ctl("sites")
+        self.assertIn("SITE", out)
+        self.ctl("site", "no.such.site", expect=1)
+        self.ctl("suspend", "no.such.site", "--for", "10m", expect=1)
+        out, _ = self.ctl("health")
+        self.assertIn("status: ok", out)
+        out, _ = self.ctl("metrics")
+        parse_prometheus(out)
+        out, err = self.ctl("events")
+        self.assertRegex(err, r"cursor [0-9a-f]+-[0-9a-f]+-\d+")
+
+    def test_usage_and_connection_errors(self):
+        self.ctl(expect=2)
+        self.ctl("frobnicate", expect=2)
+        self.ctl("hold", expect=2)
+        self.ctl("hold", "a", "b", expect=2)
+        self.ctl("bounce", expect=2)
+        self.ctl("--bogus", "queue", expect=2)
+        self.ctl("message", "nothex", expect=1)
+        p = subprocess.run([CTL, "--url", "http://127.0.0.1:%d" % world.free_port(),
+                            "--token-file", self.d.token_file, "queue"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot connect", p.stderr)
+        bad = self.w.path("bad.token")
+        with open(bad, "w") as f:
+            f.write("x" * 40 + "\n")
+        p = subprocess.run([CTL, "-c", self.d.config_path, "--token-file", bad, "queue"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("401", p.stderr)
+
+    def test_events_follow(self):
+        p = subprocess.Popen([CTL, "-c", self.d.config_path, "events", "--follow",
+                              "--json"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (p.poll() is None and p.kill(), p.wait()))
+        time.sleep(1)
+        self.assertIsNone(p.poll())
+        p.terminate()
+        p.wait(10)
+
+
+if __name__ == "__main__":
+    unittest.main()
