@@ -8,6 +8,9 @@
  *   queue_bench open DIR
  *       opens an existing spool: time to open + recover, time to claim the
  *       first 1,000 due recipients, process RSS (VmRSS, VmHWM).
+ *   queue_bench churn DIR
+ *       claims 1,000 due recipients and delivers them, until none is due:
+ *       claim time as deletions pile up at the head of the due index.
  *
  * Not a test: run by contrib/bench/queue_bench.sh, figures in docs/spool.md.
  */
@@ -191,6 +194,63 @@ cmd_open(const char *dir)
 	return 0;
 }
 
+static int churn_pending;
+
+static void
+on_outcomes(void *arg, enum queue_status st)
+{
+	(void)arg;
+	if (st != QUEUE_OK)
+		fprintf(stderr, "outcomes: %s\n", queue_status_to_text(st));
+	churn_pending--;
+}
+
+/* cmd_churn - claim 1,000 and deliver them, until the spool is empty:
+ * how claim time behaves as the due index fills with deletions */
+static int
+cmd_churn(const char *dir)
+{
+	struct event_base *base = event_base_new();
+	struct queue *q = bench_open(base, dir);
+	struct queue_outcome *o = xcalloc(1000, sizeof(*o));
+	struct queue_rcpt *r;
+	uint64_t t, worst = 0, total = 0, first = 0;
+	long rounds = 0, claimed = 0;
+	int n;
+
+	if (q == NULL)
+		return 1;
+	for (;;) {
+		t = usec();
+		n = queue_due_claim(q, now_ms(), 1000, &r);
+		t = usec() - t;
+		if (n <= 0)
+			break;
+		if (rounds == 0)
+			first = t;
+		worst = t > worst ? t : worst;
+		total += t;
+		rounds++;
+		claimed += n;
+		for (int i = 0; i < n; i++)
+			o[i] = (struct queue_outcome){ .msgid = r[i].msgid,
+			    .idx = r[i].idx, .kind = QUEUE_OUT_DELIVERED };
+		churn_pending++;
+		queue_outcomes(q, o, (size_t)n, on_outcomes, NULL);
+		queue_rcpts_free(r, (size_t)n);
+		while (churn_pending > 0)
+			event_base_loop(base, EVLOOP_ONCE);
+	}
+	printf("churn: %ld recipients claimed+delivered in %ld claims of 1000: "
+	    "claim first %.2f ms, mean %.2f ms, worst %.2f ms, last (empty "
+	    "index) %.2f ms\n", claimed, rounds, first / 1e3,
+	    rounds ? total / 1e3 / rounds : 0, worst / 1e3, t / 1e3);
+	queue_close(q);
+	event_base_free(base);
+	free(o);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -200,7 +260,9 @@ main(int argc, char **argv)
 		    (size_t)atol(argv[5]), atoi(argv[6]));
 	if (argc == 3 && strcmp(argv[1], "open") == 0)
 		return cmd_open(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "churn") == 0)
+		return cmd_churn(argv[2]);
 	fprintf(stderr, "usage: queue_bench submit DIR N CONC SIZE RCPTS\n"
-	    "       queue_bench open DIR\n");
+	    "       queue_bench open DIR\n       queue_bench churn DIR\n");
 	return 2;
 }

@@ -28,7 +28,7 @@ queue_op_done(struct queue *q, struct qop *op)
 			qstore_submit(q, op); /* keep them claimed; retry */
 			return;
 		}
-		for (size_t i = 0; i < op->n_claims; i++)
+		for (size_t i = 0; i < op->n_claimed; i++)
 			qclaimset_del(q->claimed, op->claims[i].id,
 			    op->claims[i].idx);
 	}
@@ -99,6 +99,7 @@ queue_alloc(const struct queue_opts *o)
 	q->pending_tail = &q->pending;
 	q->done_tail = &q->done;
 	q->claimed = qclaimset_new();
+	q->due_inserted_min = UINT64_MAX;
 	return q;
 }
 

@@ -127,6 +127,8 @@ rcpt_put(struct qround *r, const struct queue_rcpt *rc)
 	if (rc->state == QUEUE_RCPT_QUEUED) {
 		qk_due(dk, rc->next_ms, rc->msgid, rc->idx);
 		wput(r, QCF_DUE, dk, sizeof(dk), "", 0);
+		if (rc->next_ms < r->min_due)
+			r->min_due = rc->next_ms;
 	} else if (rc->state == QUEUE_RCPT_INFLIGHT) {
 		qk_put64(v, rc->next_ms);
 		wput(r, QCF_INFLIGHT, k, sizeof(k), (const char *)v, sizeof(v));
@@ -188,7 +190,7 @@ qapply_counters(struct qround *r)
 	    sizeof(v));
 }
 
-/* ---- failed-chunk ids (q->lock: the sync thread adds to them) ---- */
+/* ---- failed-chunk ids (q->lock) ---- */
 
 void
 qfail_add(struct queue *q, queue_msgid id, enum queue_status st)
@@ -321,11 +323,17 @@ apply_claim(struct qround *r, struct qop *op)
 			op->st = QUEUE_ETEMP;
 			return;
 		}
-		if (found && rc.state == QUEUE_RCPT_QUEUED &&
+		if (i < op->n_claimed && found && rc.state == QUEUE_RCPT_QUEUED &&
 		    rc.next_ms == c->due_ms) {
 			rcpt_unindex(r, &rc);
 			rc.state = QUEUE_RCPT_INFLIGHT;
 			rcpt_put(r, &rc);
+		} else if (!found || rc.state != QUEUE_RCPT_QUEUED ||
+		    rc.next_ms != c->due_ms) {
+			unsigned char dk[QK_DUE_LEN]; /* a stale index key */
+
+			qk_due(dk, c->due_ms, c->id, c->idx);
+			wdel(r, QCF_DUE, dk, sizeof(dk));
 		}
 		qrcpt_clear(&rc);
 	}

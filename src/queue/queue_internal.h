@@ -92,8 +92,8 @@ struct qop {
 	size_t n_rcpts;
 	/* ABORT: chunks to delete = chunk_no */
 	/* CLAIM */
-	struct qclaim *claims;
-	size_t n_claims;
+	struct qclaim *claims;  /* n_claimed to mark in flight, then stale */
+	size_t n_claims, n_claimed;
 	/* OUTCOMES */
 	struct queue_outcome *outs;
 	size_t n_outs;
@@ -171,8 +171,11 @@ struct queue {
 	struct queue_counters cnt;      /* working copy */
 	uint64_t last_reopen_ms;
 
+	uint64_t due_inserted_min;      /* earliest due key written (lock) */
+
 	/* loop thread only */
 	queue_msgid last_id;
+	unsigned char due_floor[QK_DUE_LEN]; /* claims scan from here */
 	struct qclaimset *claimed;
 };
 
@@ -201,6 +204,7 @@ struct qround {
 	rocksdb_writebatch_t *wb;
 	struct qrcache *rc;
 	int unsynced;           /* an earlier batch of the round was not synced */
+	uint64_t min_due;       /* earliest due key written in the round */
 };
 
 /* queue_rcache.c: msg/rcpt records written in the current round */

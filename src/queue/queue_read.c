@@ -76,37 +76,98 @@ env_load(struct queue *q, queue_msgid id, struct qenv *e)
 
 /* ---- claim ---- */
 
-/* claim_scan - walk the due index up to now, fill out/claims */
-static int
-claim_scan(struct queue *q, uint64_t now, size_t max, struct queue_rcpt *out,
-           struct qclaim *claims)
+/* claim_floor - lower the scan floor to the earliest due key the store
+ * thread wrote since the last claim (a release, a deferral) */
+static void
+claim_floor(struct queue *q)
 {
-	unsigned char ub[8];
+	uint64_t low;
+	unsigned char k[QK_DUE_LEN];
+
+	pthread_mutex_lock(&q->lock);
+	low = q->due_inserted_min;
+	q->due_inserted_min = UINT64_MAX;
+	pthread_mutex_unlock(&q->lock);
+	qk_due(k, low, 0, 0);
+	if (low != UINT64_MAX && memcmp(k, q->due_floor, QK_DUE_LEN) < 0)
+		memcpy(q->due_floor, k, QK_DUE_LEN);
+}
+
+struct qscan {
+	struct queue_rcpt *out;
+	struct qclaim *claims;  /* n claimed, then stale keys to delete */
+	size_t n, n_claims, cap;
+};
+
+static void
+scan_add(struct qscan *s, const struct qclaim *c)
+{
+	if (s->n_claims == s->cap) {
+		s->cap *= 2;
+		s->claims = xrealloc(s->claims, s->cap * sizeof(*s->claims));
+	}
+	s->claims[s->n_claims++] = *c;
+}
+
+/* scan_key - one due key: claim it, skip it, or note it stale;
+ * -1 on a read error */
+static int
+scan_key(struct queue *q, struct qscan *s, const char *k, size_t klen)
+{
+	struct queue_rcpt *r = &s->out[s->n];
+	struct qclaim c;
+	int found;
+
+	if (qk_due_parse(k, klen, &c.due_ms, &c.id, &c.idx) < 0 ||
+	    qclaimset_has(q->claimed, c.id, c.idx))
+		return 0;
+	memset(r, 0, sizeof(*r));
+	found = rcpt_load(q, c.id, c.idx, r);
+	if (found < 0)
+		return -1;
+	if (found == 0 || r->state != QUEUE_RCPT_QUEUED || r->next_ms != c.due_ms) {
+		qrcpt_clear(r);
+		scan_add(s, &c); /* stale: the claim op deletes the key */
+		return 0;
+	}
+	r->state = QUEUE_RCPT_INFLIGHT;
+	scan_add(s, &c); /* then swap it before the stale ones */
+	s->claims[s->n_claims - 1] = s->claims[s->n];
+	s->claims[s->n++] = c;
+	return 0;
+}
+
+/* claim_scan - walk the due index from the floor up to now. Every key
+ * below the floor is gone (claimed, deleted) or was reported back through
+ * due_inserted_min, so deleted keys at the head of the index (tombstones
+ * until compaction) are not walked again and again. */
+static void
+claim_scan(struct queue *q, uint64_t now, size_t max, struct qscan *s)
+{
+	unsigned char ub[8], last[QK_DUE_LEN];
 	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
 	rocksdb_iterator_t *it;
-	size_t n = 0, klen;
+	size_t klen;
 	char *e = NULL;
+	int stopped = 0;
 
+	claim_floor(q);
 	qk_put64(ub, now + 1);
 	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)ub, 8);
+	rocksdb_readoptions_set_iterate_lower_bound(ro,
+	    (const char *)q->due_floor, QK_DUE_LEN);
 	it = rocksdb_create_iterator_cf(q->db, ro, q->cf[QCF_DUE]);
-	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && n < max;
-	     rocksdb_iter_next(it)) {
+	memcpy(last, q->due_floor, QK_DUE_LEN);
+	for (rocksdb_iter_seek(it, (const char *)q->due_floor, QK_DUE_LEN);
+	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		const char *k = rocksdb_iter_key(it, &klen);
-		struct qclaim c;
 
-		if (qk_due_parse(k, klen, &c.due_ms, &c.id, &c.idx) < 0 ||
-		    qclaimset_has(q->claimed, c.id, c.idx))
-			continue;
-		memset(&out[n], 0, sizeof(out[n]));
-		if (rcpt_load(q, c.id, c.idx, &out[n]) <= 0)
-			continue;
-		if (out[n].state != QUEUE_RCPT_QUEUED || out[n].next_ms != c.due_ms) {
-			qrcpt_clear(&out[n]);
-			continue;
+		if (s->n == max || scan_key(q, s, k, klen) < 0) {
+			stopped = 1; /* resume at this key next time */
+			if (klen == QK_DUE_LEN)
+				memcpy(last, k, QK_DUE_LEN);
+			break;
 		}
-		out[n].state = QUEUE_RCPT_INFLIGHT;
-		claims[n++] = c;
 	}
 	rocksdb_iter_get_error(it, &e);
 	rocksdb_iter_destroy(it);
@@ -114,17 +175,20 @@ claim_scan(struct queue *q, uint64_t now, size_t max, struct queue_rcpt *out,
 	if (e) {
 		log_warnx("-", "spool %s: due index: %s", q->path, e);
 		rocksdb_free(e);
+		return;
 	}
-	return (int)n;
+	if (!stopped)
+		qk_due(last, now + 1, 0, 0);
+	if (memcmp(last, q->due_floor, QK_DUE_LEN) > 0)
+		memcpy(q->due_floor, last, QK_DUE_LEN);
 }
 
 int
 queue_due_claim(struct queue *q, uint64_t now, size_t max,
                 struct queue_rcpt **out)
 {
-	struct qclaim *claims;
+	struct qscan s = { 0 };
 	struct qop *op;
-	int n;
 
 	*out = NULL;
 	if (max == 0)
@@ -134,24 +198,30 @@ queue_due_claim(struct queue *q, uint64_t now, size_t max,
 		pthread_rwlock_unlock(&q->dblock);
 		return -1;
 	}
-	*out = xcalloc(max, sizeof(**out));
-	claims = xcalloc(max, sizeof(*claims));
-	n = claim_scan(q, now, max, *out, claims);
+	s.out = xcalloc(max, sizeof(*s.out));
+	s.cap = max + 16;
+	s.claims = xcalloc(s.cap, sizeof(*s.claims));
+	claim_scan(q, now, max, &s);
 	pthread_rwlock_unlock(&q->dblock);
-	if (n == 0) {
-		free(claims);
-		free(*out);
-		*out = NULL;
+	if (s.n_claims == 0) {
+		free(s.claims);
+		free(s.out);
 		return 0;
 	}
-	for (int i = 0; i < n; i++)
-		qclaimset_add(q->claimed, claims[i].id, claims[i].idx);
+	for (size_t i = 0; i < s.n; i++)
+		qclaimset_add(q->claimed, s.claims[i].id, s.claims[i].idx);
 	op = xcalloc(1, sizeof(*op));
 	op->kind = QOP_CLAIM;
-	op->claims = claims;
-	op->n_claims = (size_t)n;
+	op->claims = s.claims;
+	op->n_claims = s.n_claims;
+	op->n_claimed = s.n;
 	qstore_submit(q, op);
-	return n;
+	if (s.n == 0) {
+		free(s.out);
+		return 0;
+	}
+	*out = s.out;
+	return (int)s.n;
 }
 
 uint64_t
@@ -166,9 +236,10 @@ queue_due_next_ms(struct queue *q)
 	pthread_rwlock_rdlock(&q->dblock);
 	if (q->db == NULL)
 		goto done;
+	claim_floor(q);
 	it = rocksdb_create_iterator_cf(q->db, q->ropts, q->cf[QCF_DUE]);
-	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
-	     rocksdb_iter_next(it)) {
+	for (rocksdb_iter_seek(it, (const char *)q->due_floor, QK_DUE_LEN);
+	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		const char *k = rocksdb_iter_key(it, &klen);
 
 		if (qk_due_parse(k, klen, &ms, &id, &idx) == 0 &&

@@ -195,7 +195,7 @@ qstore_drop_data(struct queue *q, struct qop *op)
 static int
 qstore_round(struct queue *q, struct qop *ops)
 {
-	struct qround r = { q, q->wb, q->rc, 0 };
+	struct qround r = { q, q->wb, q->rc, 0, UINT64_MAX };
 	enum queue_status st = QUEUE_OK;
 	size_t size;
 	int broken;
@@ -220,6 +220,10 @@ qstore_round(struct queue *q, struct qop *ops)
 		st = qstore_write(&r, 1);
 	rocksdb_writebatch_clear(r.wb);
 	qrcache_clear(r.rc);
+	pthread_mutex_lock(&q->lock); /* even if failed: a batch may be in */
+	if (r.min_due < q->due_inserted_min)
+		q->due_inserted_min = r.min_due;
+	pthread_mutex_unlock(&q->lock);
 	if (st != QUEUE_OK) {
 		qstore_fail_all(q, ops, st);
 		return -1;

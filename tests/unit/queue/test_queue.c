@@ -629,6 +629,60 @@ test_outcomes_refcount(void **state)
 	assert_consistent(f);
 }
 
+static int
+due_keys(struct queue *q)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(q->db, q->ropts,
+	    q->cf[QCF_DUE]);
+	int n = 0;
+
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it))
+		n++;
+	rocksdb_iter_destroy(it);
+	return n;
+}
+
+/* test_claim_floor - claims skip the drained head of the due index, yet
+ * see keys written below it later; stale index keys are removed */
+static void
+test_claim_floor(void **state)
+{
+	struct fx *f = *state;
+	struct queue_rcpt *r;
+	unsigned char k[QK_DUE_LEN];
+	char *e = NULL;
+	queue_msgid id;
+	uint64_t t;
+	int n;
+
+	id = submit(f, 10, 2, 0);
+	n = queue_due_claim(f->q, now_ms() + 1000000, 10, &r); /* floor jumps */
+	assert_int_equal(n, 2);
+	queue_rcpts_free(r, 2);
+	outcome(f, id, 0, QUEUE_OUT_REDEFER, 1000); /* far below the floor */
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].idx, 0);
+	queue_rcpts_free(r, 1);
+	/* a due key without a recipient record: skipped, then deleted */
+	t = now_ms() + 50;
+	qk_due(k, t, id + 99, 0);
+	rocksdb_put_cf(f->q->db, f->q->wsync, f->q->cf[QCF_DUE], (char *)k,
+	    sizeof(k), "", 0, &e);
+	assert_null(e);
+	outcome(f, id, 1, QUEUE_OUT_RELEASE, 0); /* lowers the floor to now */
+	n = queue_due_claim(f->q, t, 10, &r);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].idx, 1);
+	queue_rcpts_free(r, 1);
+	f->pending++;
+	queue_outcomes(f->q, NULL, 0, on_done, f); /* flush the claim op */
+	fx_wait(f);
+	assert_int_equal(due_keys(f->q), 0);
+	assert_consistent(f);
+}
+
 static void
 admin(struct fx *f, enum qop_kind k, queue_msgid id, enum queue_status want)
 {
@@ -776,6 +830,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_abort_and_orphans, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_body, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_claim_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcomes_refcount, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_release_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_rebuild, setup, teardown),
