@@ -487,18 +487,23 @@ class SmtpClientSinkTest(unittest.TestCase):
 
     def test_rset_after_a_refused_mail_then_next_message(self):
         ip = "127.0.1.127"
-        sink = self.sink(ip, {"tempfail_every": 2, "tempfail_at": "mail",
-                              "tempfail_reply": "451 4.3.0 try later"})
-        run = send(self, self.w, [("mx.s.test", [ip])], "--rcpt", "u@s.test",
-                   "--messages", "3", "--no-pipelining")
-        res = [(t["rcpts"][0]["status"], t["rcpts"][0]["code"])
-               for t in run.txns]
-        self.assertEqual(res, [("delivered", 250), ("tempfail", 451),
-                               ("delivered", 250)])
-        self.assertEqual(len(sink.connections()), 1)
-        self.assertEqual(len(sink.transactions(status="delivered")), 2)
-        # EHLO, 3x MAIL, RSET, 2x RCPT, 2x BDAT, QUIT: one RSET, no more
-        self.assertEqual(sink.connections()[0]["commands"], 10)
+        cfg = {"tempfail_every": 2, "tempfail_at": "mail",
+               "tempfail_reply": "451 4.3.0 try later"}
+        sink = self.sink(ip, cfg)
+        for i, opts in enumerate((["--no-pipelining"], [])):
+            sink.reconfigure(cfg)          # restarts the every-2nd count
+            run = send(self, self.w, [("mx.s.test", [ip])], "--rcpt",
+                       "u@s.test", "--messages", "3", *opts)
+            res = [(t["rcpts"][0]["status"], t["rcpts"][0]["code"])
+                   for t in run.txns]
+            self.assertEqual(res, [("delivered", 250), ("tempfail", 451),
+                                   ("delivered", 250)], opts)
+            self.assertEqual(run.summary["connections"], 1)
+            conn = sink.wait_connections(i + 1)[i]
+            # EHLO, 3x MAIL, RSET, 2x RCPT, 2x BDAT, QUIT; with PIPELINING
+            # the refused MAIL's RCPT and BDAT went out too (and failed)
+            self.assertEqual(conn["commands"], 10 + 2 * (not opts), opts)
+            self.assertEqual(conn["messages"], 2)
 
     def test_ipv6_and_source_address(self):
         sink = self.sink("::1")
