@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <event2/event.h>
 
@@ -409,6 +410,7 @@ run_child(struct state *st, uint64_t seed0, int ms)
 		return -1;
 	pid = fork();
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the parent */
 		close(p[0]);
 		child_main(st->spool, p[1], seed0);
 	}
@@ -466,6 +468,7 @@ main(int argc, char **argv)
 			return 2;
 	}
 	log_init("queue_crash", 1, LOG_LVL_WARN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (dir[0] == '\0') {
 		snprintf(dir, sizeof(dir), "%s/mxbcrash.XXXXXX", tmp);
 		if (mkdtemp(dir) == NULL)

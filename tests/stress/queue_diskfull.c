@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -302,6 +303,7 @@ main(int argc, char **argv)
 	snprintf(t.spool, sizeof(t.spool), "%s/spool", t.dir);
 	pid = fork();
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(120);
 		if (force_rlimit || setup_tmpfs(&t) < 0)
 			setup_rlimit(&t);
