@@ -286,6 +286,24 @@ class TestAccept(SmtpdCase):
         self.assertIn("250 2.0.0 Ok: queued as", out)
         self.assertEqual(len(self.assert_only(["swaks"])), 1)
 
+    def test_unix_socket_mode_and_group(self):
+        st = os.stat(self.sock)
+        self.assertEqual(st.st_mode & 0o777, 0o660)   # the default mode
+        import grp
+        world = World(self)
+        d = world.daemon({"delivery": {"paused": "yes"},
+                          'listen "routing"': {"mode": "0600", "group": "daemon"}})
+        st = os.stat(d.routing_socket)
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        self.assertEqual(st.st_gid, grp.getgrnam("daemon").gr_gid)
+        d.stop()
+        self.assertFalse(os.path.exists(d.routing_socket))  # removed at stop
+        bad = world.daemon({'listen "routing"': {"group": "no-such-group-x"}},
+                           start=False)
+        with self.assertRaises(RuntimeError):
+            bad.start(timeout=10)
+        self.assertIn("no such group 'no-such-group-x'", bad.log_text())
+
     def test_every_reply_has_an_enhanced_code(self):
         r = self.ehlo()
         for line in ("NOOP", "HELP", "VRFY x", "EXPN x", "RSET", "RCPT TO:<a@b.c>",
