@@ -268,12 +268,7 @@ on_reply(struct smtpc_conn *c, const struct smtpc_reply *r)
 
 	switch (c->state) {
 	case SMTPC_S_BANNER: case SMTPC_S_EHLO: case SMTPC_S_HELO:
-		if (r->code == 421)
-			smtpc_session_next_target(c, SMTPC_ERR_SHUTDOWN, "%s: %s",
-			                    smtpc_state_name(c->state),
-			                    reply_brief(r, b, sizeof(b)));
-		else
-			on_opening_reply(c, r);
+		on_opening_reply(c, r);    /* 421 too: a refused greeting */
 		break;
 	case SMTPC_S_STARTTLS:
 		if (r->code == 220)

@@ -282,6 +282,10 @@ class SmtpClientSinkTest(unittest.TestCase):
         self.assertEqual(run.txns[0]["addr"], ip2)
         self.assertEqual(sink.delivered(ip2), ["u@e.test"])
         self.assertEqual(sink.transactions(ip1), [])
+        # with no other MX the owner learns it as a refused greeting
+        run = send(self, self.w, [("mx1.e.test", [ip1])], "--rcpt", "u@e.test")
+        self.assertEqual(run.closed[0]["error"], "greeting")
+        self.assertIn("421 4.3.2 too busy", run.closed[0]["reason"])
 
     def test_all_mx_refuse_at_greeting_is_a_connection_failure(self):
         ip = "127.0.1.108"
