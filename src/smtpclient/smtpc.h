@@ -203,6 +203,8 @@ typedef void (*smtpc_done_cb)(struct smtpc_conn *conn,
                               const struct smtpc_result *res, void *arg);
 
 /* ---- the connection ---- */
+/* NULL only on bad arguments (no base/opts/dest, missing or invalid
+ * ehlo_name); every later failure comes through cbs.closed(). */
 struct smtpc_conn *smtpc_conn_new(struct event_base *base,
                                   const struct smtpc_opts *opts,
                                   const struct smtpc_dest *dest,

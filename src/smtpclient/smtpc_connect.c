@@ -144,6 +144,8 @@ smtpc_session_next_target(struct smtpc_conn *c, enum smtpc_error err,
 	unsigned max = c->opts.max_addresses ? c->opts.max_addresses : 5;
 	va_list ap;
 
+	if (max < 2)
+		max = 2;                  /* RFC 5321 5.1: at least two */
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
