@@ -173,7 +173,7 @@ class SmtpdCase(unittest.TestCase):
 class TestAccept(SmtpdCase):
 
     def test_smtplib_unix_one_write_many_recipients(self):
-        rcpts = ["user%d@domain%d.example" % (i, i % 7) for i in range(2000)]
+        rcpts = ["user%d@domain%d.example" % (i, i % 7) for i in range(10000)]
         with UnixSMTP(self.sock) as c:
             c.ehlo("router.test")
             self.assertIn("pipelining", c.esmtp_features)
@@ -196,6 +196,16 @@ class TestAccept(SmtpdCase):
                          {"rfc822;x+40y.example"})
         self.assertEqual(original_body(m["body"]), BODY)
         self.assertEqual(m["sha256"], hashlib.sha256(m["body"]).hexdigest())
+
+    def test_large_message_streamed_intact(self):
+        line = b"0123456789" * 7 + b"\r\n"
+        body = b"Subject: big\r\n\r\n" + line * 30000 + b".starts with a dot\r\n"
+        with UnixSMTP(self.sock) as c:
+            self.assertEqual(c.sendmail("big@example.com", ["big@example.net"], body), {})
+        msgs = spool_messages(self.d)
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(hashlib.sha256(original_body(msgs[0]["body"])).hexdigest(),
+                         hashlib.sha256(body).hexdigest())
 
     def test_received_and_added_headers(self):
         with UnixSMTP(self.sock) as c:
