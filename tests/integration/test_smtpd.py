@@ -483,12 +483,9 @@ class TestBadInput(SmtpdCase):
         self.assert_only(["whole"])
 
 
-class TestDeadlinesAndCaps(SmtpdCase):
+class TestDeadlines(SmtpdCase):
 
-    EXTRA = {'listen "routing"': {"idle_timeout": "1s", "command_timeout": "2s",
-                                  "max_connections": "3"},
-             'listen "local"': {"max_connections_per_ip": "2",
-                                "idle_timeout": "30s"}}
+    EXTRA = {'listen "routing"': {"idle_timeout": "1s", "command_timeout": "2s"}}
 
     def test_idle_timeout(self):
         r = self.ehlo()
@@ -519,6 +516,12 @@ class TestDeadlinesAndCaps(SmtpdCase):
         code, text, _ = r.reply()
         self.assertEqual((code, text[:5]), (421, "4.4.2"))
         self.assertEqual(spool_messages(self.d), [])
+
+
+class TestConnectionCaps(SmtpdCase):
+
+    EXTRA = {'listen "routing"': {"max_connections": "3"},
+             'listen "local"': {"max_connections_per_ip": "2"}}
 
     def test_connection_caps(self):
         held = [self.raw() for _ in range(3)]
