@@ -720,6 +720,34 @@ class SmtpClientHostileTest(unittest.TestCase):
         self.assertEqual(run.closed[0]["error"], "lost")
         self.assertIn("READY", run.closed[0]["reason"])
 
+    def test_354_after_every_rcpt_refused_gets_an_empty_message(self):
+        ip = "127.0.1.157"
+        seen = []
+
+        def h(s, c, n):
+            r = LineReader(c)
+            c.sendall(b"220 hi\r\n")
+            r.line()
+            c.sendall(b"250-hi\r\n250 PIPELINING\r\n")
+            for want in ("MAIL", "RCPT", "DATA"):
+                seen.append(r.line())
+            # RFC 2920 3.1: a server may accept DATA with no recipient
+            c.sendall(b"250 ok\r\n550 5.1.1 nobody\r\n354 go\r\n")
+            seen.append(r.data())
+            c.sendall(b"554 5.5.1 no valid recipients\r\n")
+            seen.append(r.line())
+            c.sendall(b"221 bye\r\n")
+
+        self.serve(ip, h)
+        run = self.run_one(ip, "--no-chunking")
+        r = run.final()["u@evil.test"]
+        self.assertEqual((r["status"], r["code"]), ("permfail", 550))
+        self.assertTrue(run.txns[0]["conn_usable"])
+        self.assertEqual(seen[3], [])          # the message sent was empty
+        # ... and the session stayed in step to a clean QUIT (an RSET is
+        # only sent before a next transaction)
+        self.assertEqual(seen[4], "QUIT")
+
     def test_starttls_injection_is_discarded(self):
         ip = "127.0.1.153"
         cert = self.w.cert(names=("mx.evil.test",), ips=(ip,))
