@@ -17,6 +17,36 @@
 
 /* ---- finished ops, back on the loop ---- */
 
+/* queue_on_retry - resubmit claim ops whose round failed */
+static void
+queue_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	struct qop *op, *next;
+
+	(void)fd;
+	(void)what;
+	op = q->claim_retry;
+	q->claim_retry = NULL;
+	for (; op; op = next) {
+		next = op->next;
+		qstore_submit(q, op);
+	}
+}
+
+/* queue_claim_retry - an in-flight mark failed to be written (disk full):
+ * retry in 100 ms rather than spin against a broken store */
+static void
+queue_claim_retry(struct queue *q, struct qop *op)
+{
+	struct timeval tv = { 0, 100 * 1000 };
+
+	op->next = q->claim_retry;
+	q->claim_retry = op;
+	if (!evtimer_pending(q->retry_ev, NULL))
+		evtimer_add(q->retry_ev, &tv);
+}
+
 /* queue_op_done - one finished op: callback, then free */
 static void
 queue_op_done(struct queue *q, struct qop *op)
@@ -25,7 +55,7 @@ queue_op_done(struct queue *q, struct qop *op)
 
 	if (op->kind == QOP_CLAIM) {
 		if (st != QUEUE_OK && !q->closing) {
-			qstore_submit(q, op); /* keep them claimed; retry */
+			queue_claim_retry(q, op); /* keep them claimed */
 			return;
 		}
 		for (size_t i = 0; i < op->n_claimed; i++)
@@ -114,7 +144,8 @@ queue_wire(struct queue *q, char *err, size_t errlen)
 		return -1;
 	}
 	q->ev = event_new(q->base, q->efd, EV_READ | EV_PERSIST, queue_on_wake, q);
-	if (q->ev == NULL || event_add(q->ev, NULL) < 0 || qstore_start(q) < 0) {
+	q->retry_ev = evtimer_new(q->base, queue_on_retry, q);
+	if (q->ev == NULL || q->retry_ev == NULL || event_add(q->ev, NULL) < 0 || qstore_start(q) < 0) {
 		snprintf(err, errlen, "spool %s: cannot start the store thread",
 		    q->path);
 		return -1;
@@ -129,6 +160,14 @@ queue_release(struct queue *q)
 		qstore_stop(q);
 	if (q->ev)
 		event_free(q->ev);
+	if (q->retry_ev)
+		event_free(q->retry_ev);
+	while (q->claim_retry) {
+		struct qop *op = q->claim_retry;
+
+		q->claim_retry = op->next;
+		qop_free(op);
+	}
 	if (q->efd >= 0)
 		close(q->efd);
 	qdb_close(q);

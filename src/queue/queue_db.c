@@ -307,7 +307,31 @@ qdb_drop_incoming(struct queue *q, rocksdb_writebatch_t *wb, int *n)
 	return qdb_iter_done(q, it);
 }
 
-/* qdb_requeue_one - an in-flight recipient becomes due again */
+/* qdb_msg_held - is the message held? (recovery) */
+static int
+qdb_msg_held(struct queue *q, queue_msgid id)
+{
+	unsigned char k[QK_MSG_LEN];
+	struct qenv e;
+	char *err = NULL, *v;
+	size_t len;
+	int held = 0;
+
+	qk_msg(k, id);
+	v = rocksdb_get_cf(q->db, q->ropts, q->cf[QCF_MSG], (const char *)k,
+	    sizeof(k), &len, &err);
+	if (err)
+		rocksdb_free(err);
+	if (v && qenv_decode(v, len, &e) == 0) {
+		held = (e.flags & QUEUE_MSG_HELD) != 0;
+		qenv_clear(&e);
+	}
+	rocksdb_free(v);
+	return held;
+}
+
+/* qdb_requeue_one - an in-flight recipient becomes due again (held if
+ * its message was held meanwhile) */
 static void
 qdb_requeue_one(struct queue *q, rocksdb_writebatch_t *wb,
                 struct queue_counters *c, queue_msgid id, uint32_t idx,
@@ -326,15 +350,16 @@ qdb_requeue_one(struct queue *q, rocksdb_writebatch_t *wb,
 	    r.state != QUEUE_RCPT_INFLIGHT)
 		goto done;
 	qcnt_rcpt(c, &r, -1);
-	r.state = QUEUE_RCPT_QUEUED;
+	r.state = qdb_msg_held(q, id) ? QUEUE_RCPT_HELD : QUEUE_RCPT_QUEUED;
 	r.next_ms = due;
 	qcnt_rcpt(c, &r, 1);
 	qrcpt_encode(&r, &b);
 	rocksdb_writebatch_put_cf(wb, q->cf[QCF_RCPT], (const char *)rk,
 	    sizeof(rk), b.p, b.len);
 	qk_due(dk, due, id, idx);
-	rocksdb_writebatch_put_cf(wb, q->cf[QCF_DUE], (const char *)dk,
-	    sizeof(dk), "", 0);
+	if (r.state == QUEUE_RCPT_QUEUED)
+		rocksdb_writebatch_put_cf(wb, q->cf[QCF_DUE], (const char *)dk,
+		    sizeof(dk), "", 0);
 done:
 	if (e)
 		rocksdb_free(e);

@@ -102,6 +102,7 @@ struct qop {
 	/* COUNTERS */
 	struct queue_counters cnt;
 	int internal;           /* queued by the store thread itself */
+	int written;            /* in a batch written before the round failed */
 	enum queue_status fail_st; /* decided on the loop (too big, ...) */
 	queue_commit_cb ccb;
 	queue_done_cb dcb;
@@ -177,6 +178,8 @@ struct queue {
 	queue_msgid last_id;
 	unsigned char due_floor[QK_DUE_LEN]; /* claims scan from here */
 	struct qclaimset *claimed;
+	struct qop *claim_retry;        /* claim ops to resubmit */
+	struct event *retry_ev;
 };
 
 /* queue_db.c */

@@ -146,8 +146,10 @@ qstore_cleanup_failed(struct queue *q, struct qop *ops)
 
 		if (op->kind != QOP_COMMIT && op->kind != QOP_CHUNK)
 			continue;
-		if (op->kind == QOP_COMMIT && op->chunk_no == 0)
-			continue; /* single-chunk message: nothing was written */
+		if (op->kind == QOP_COMMIT && (op->chunk_no == 0 || op->written))
+			continue; /* nothing written, or committed whole (its
+			           * caller hears of a failure: a retry makes a
+			           * duplicate, never a message without body) */
 		ab = xcalloc(1, sizeof(*ab));
 		ab->kind = QOP_ABORT;
 		ab->internal = 1;
@@ -209,12 +211,16 @@ qstore_round(struct queue *q, struct qop *ops)
 		return -1;
 	}
 	st = QUEUE_OK;
-	for (struct qop *op = ops; op && st == QUEUE_OK; op = op->next) {
+	for (struct qop *op = ops, *seg = ops; op && st == QUEUE_OK;
+	     op = op->next) {
 		qapply(&r, op);
 		qstore_drop_data(q, op);
 		rocksdb_writebatch_data(r.wb, &size);
-		if (size >= q->opts.max_round_bytes)
-			st = qstore_write(&r, 0);
+		if (size >= q->opts.max_round_bytes &&
+		    (st = qstore_write(&r, 0)) == QUEUE_OK) {
+			for (; seg != op->next; seg = seg->next)
+				seg->written = 1; /* in RocksDB, not synced yet */
+		}
 	}
 	if (st == QUEUE_OK)
 		st = qstore_write(&r, 1);

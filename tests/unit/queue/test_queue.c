@@ -755,6 +755,34 @@ test_hold_release_delete(void **state)
 	queue_envelope_free(e[0]);
 }
 
+/* test_held_recovery - in flight when held, then a crash: stays held */
+static void
+test_held_recovery(void **state)
+{
+	struct fx *f = *state;
+	struct queue_rcpt *r;
+	struct queue_counters c;
+	queue_msgid id;
+	int n;
+
+	id = submit(f, 10, 2, 0);
+	n = queue_due_claim(f->q, now_ms(), 1, &r);
+	assert_int_equal(n, 1);
+	queue_rcpts_free(r, 1);
+	admin(f, QOP_HOLD, id, QUEUE_OK);
+	queue_close(f->q); /* as if the process died with idx 0 in flight */
+	f->q = fx_open(f);
+	queue_counters_get(f->q, &c);
+	assert_int_equal(c.rcpts_held, 2);
+	assert_int_equal(c.rcpts_inflight, 0);
+	assert_int_equal(queue_due_claim(f->q, now_ms(), 10, &r), 0);
+	assert_consistent(f);
+	admin(f, QOP_RELEASE, id, QUEUE_OK);
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 2);
+	queue_rcpts_free(r, 2);
+}
+
 static void
 test_counters_rebuild(void **state)
 {
@@ -833,6 +861,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_claim_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcomes_refcount, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_release_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_held_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	};
