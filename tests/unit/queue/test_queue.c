@@ -511,8 +511,13 @@ test_big_body(void **state)
 	queue_body_close(r);
 	assert_int_equal(off, total);
 	assert_true(h1 == h2);
-	/* neither side held the body: peak RSS grew far less than 200 MB */
+	/* neither side held the body: peak RSS grew far less than 200 MB
+	 * (not measurable under ASan, whose quarantine keeps freed memory) */
+#ifndef __SANITIZE_ADDRESS__
 	assert_true(rss_peak_kb() - peak0 < 80 * 1024);
+#else
+	(void)peak0;
+#endif
 	outcome(f, id, 0, QUEUE_OUT_DELIVERED, 0);
 	assert_int_equal(body_keys(f->q), 0);
 	free(buf);
