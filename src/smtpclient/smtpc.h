@@ -19,8 +19,20 @@
  *       flight gets its done() first. smtpc_conn_free() may be called at any
  *       time, also from inside any callback (then no further callbacks).
  *
- * Everything passed in (opts, dest) is copied; a batch and everything it
- * points to must stay valid until its done() callback.
+ * Everything passed in (opts, dest) is copied, except the shared
+ * opts.tls_ctx and opts.allow_private, which must outlive the connection;
+ * a batch and everything it points to must stay valid until its done().
+ *
+ * Results: each RCPT reply maps to its recipient; the final reply (DATA
+ * dot or BDAT LAST) maps to every accepted one, so a recipient is
+ * DELIVERED only after a 2xx final reply. 452 (4.5.3) after at least one
+ * accepted recipient: the rest is RETRY_NOW and learned_limit says how
+ * many were accepted. A refusal of a recipient whose domain is not the
+ * transaction's first (or first accepted) one is RETRY_NOW with
+ * multi_domain set: send it again alone, it is never a bounce. A session
+ * that ends mid-transaction makes the undecided recipients TEMPFAIL (with
+ * res->error and reason), or POSSIBLY_DELIVERED when the final dot was
+ * sent and its reply never came.
  */
 #ifndef MXB_SMTPC_H
 #define MXB_SMTPC_H
