@@ -130,6 +130,42 @@ test_reply_text_sanitized(void **state)
 		assert_true(r.text[i] >= 0x20 && r.text[i] < 0x7f);
 }
 
+/* test_reply_random - random lines (mostly valid prefixes) never break
+ * the parser's bounds; kept text stays printable and bounded */
+static void
+test_reply_random(void **state)
+{
+	struct smtpc_reply r;
+	struct smtpc_caps caps;
+	char line[SMTPC_LINE_MAX];
+	unsigned seed = 4242;
+	const char *text;
+	size_t tlen;
+
+	(void)state;
+	smtpc_reply_reset(&r);
+	memset(&caps, 0, sizeof(caps));
+	for (int i = 0; i < 20000; i++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t len = (seed >> 8) % sizeof(line);
+		for (size_t j = 0; j < len; j++) {
+			seed = seed * 1103515245u + 12345u;
+			line[j] = (char)(seed >> 16);
+		}
+		if (len >= 4 && (seed & 3) != 0)   /* often a plausible prefix */
+			memcpy(line, (seed & 4) ? "250-" : "250 ", 4);
+		enum smtpc_reply_rv rv = smtpc_reply_feed(&r, line, len, &text, &tlen);
+		if (rv != SMTPC_REPLY_BAD)
+			smtpc_caps_parse_line(&caps, text, tlen);
+		assert_true(r.textlen < SMTPC_TEXT_MAX);
+		assert_int_equal(strlen(r.text), r.textlen);
+		for (size_t j = 0; j < r.textlen; j++)
+			assert_true(r.text[j] >= 0x20 && r.text[j] < 0x7f);
+		if (rv != SMTPC_REPLY_MORE)
+			smtpc_reply_reset(&r);
+	}
+}
+
 static void
 test_enhanced(void **state)
 {
@@ -470,6 +506,7 @@ main(void)
 		cmocka_unit_test(test_reply_invalid),
 		cmocka_unit_test(test_reply_endless),
 		cmocka_unit_test(test_reply_text_sanitized),
+		cmocka_unit_test(test_reply_random),
 		cmocka_unit_test(test_enhanced),
 		cmocka_unit_test(test_text_truncate),
 		cmocka_unit_test(test_caps),
