@@ -283,7 +283,6 @@ queue_msg_begin(struct queue *q, const struct queue_envelope *env)
 	w->env.flags = env->flags;
 	w->env.submit_ms = env->submit_ms ? env->submit_ms : now_ms();
 	w->env.chunk_size = QUEUE_CHUNK_SIZE;
-	w->chunk = xmalloc(QUEUE_CHUNK_SIZE);
 	return w;
 }
 
@@ -297,6 +296,23 @@ uint64_t
 queue_msg_size(const struct queue_writer *w)
 {
 	return w->env.size;
+}
+
+/* writer_reserve - grow the chunk buffer up to QUEUE_CHUNK_SIZE, so a
+ * writer of a small message holds a few KiB, not 64 */
+static void
+writer_reserve(struct queue_writer *w, size_t need)
+{
+	size_t cap = w->ccap ? w->ccap : 4096;
+
+	if (need <= w->ccap)
+		return;
+	while (cap < need)
+		cap *= 2;
+	if (cap > QUEUE_CHUNK_SIZE)
+		cap = QUEUE_CHUNK_SIZE;
+	w->chunk = xrealloc(w->chunk, cap);
+	w->ccap = cap;
 }
 
 /* writer_flush - a full chunk goes to the store thread */
@@ -313,7 +329,8 @@ writer_flush(struct queue_writer *w)
 	op->len = w->clen;
 	qstore_submit(w->q, op);
 	w->chunk_no++;
-	w->chunk = xmalloc(QUEUE_CHUNK_SIZE);
+	w->chunk = NULL;
+	w->ccap = 0;
 	w->clen = 0;
 }
 
@@ -332,6 +349,7 @@ queue_msg_write(struct queue_writer *w, const void *buf, size_t len)
 
 		if (n > len)
 			n = len;
+		writer_reserve(w, w->clen + n);
 		memcpy(w->chunk + w->clen, p, n);
 		w->clen += n;
 		p += n;

@@ -123,8 +123,8 @@ struct queue_writer {
 	struct queue *q;
 	queue_msgid id;
 	struct qenv env;
-	char *chunk;
-	size_t clen;
+	char *chunk;            /* NULL until the first byte */
+	size_t clen, ccap;
 	uint32_t chunk_no;
 	int toobig;
 	struct qrcpt_in *rcpts;
