@@ -6,6 +6,12 @@
  * action is on disk. Every action is logged with the token's name.
  * Loop thread.
  *
+ * Once an action is durable it is written to the delivery log (core
+ * dlog, docs/delivery-log.md) as AdminAction lines: one per recipient for
+ * a delete ("terminal": true: the recipient's last line), one per message
+ * for hold / release / retry-now. The recipients are read just before the
+ * write is submitted.
+ *
  * A pending action (struct admin_op) outlives its request if the admin
  * API is freed first: admin_ops_detach() answers the request and leaves
  * the op for the store callback to free (queue_close runs them).
@@ -34,12 +40,87 @@ struct admin_op {
 	struct evhttp_request *req;
 	char idt[QUEUE_ID_TEXT_LEN];
 	char action[16];
-	size_t rcpts;                 /* recipients touched (retry, bounce) */
 	json_t *extra;                /* more reply fields, or NULL */
+	json_t *lines;                /* AdminAction lines to log once durable */
 };
 
 int admin_msg_id_parse(struct admin_req *r, const char *s, queue_msgid *id);
 void admin_msg_action(struct admin_req *r, queue_msgid id, const char *action);
+
+/* dlog_line - one AdminAction line (time is set when written) */
+static json_t *
+dlog_line(const struct queue_envelope *e, const char *rcpt, const char *action,
+          const char *who)
+{
+	char idt[QUEUE_ID_TEXT_LEN];
+	json_t *o = json_object();
+
+	queue_id_to_text(e->id, idt);
+	json_object_set_new(o, "event", json_string("AdminAction"));
+	json_object_set_new(o, "action", json_string(action));
+	json_object_set_new(o, "by", json_string(who ? who : "admin"));
+	json_object_set_new(o, "id", json_string(idt));
+	if (e->sender && *e->sender)
+		json_object_set_new(o, "sender", json_string(e->sender));
+	if (rcpt)
+		json_object_set_new(o, "recipient", json_string(rcpt));
+	if (e->tenant)
+		json_object_set_new(o, "tenant", json_string(e->tenant));
+	if (e->envid)
+		json_object_set_new(o, "envid", json_string(e->envid));
+	if (strcmp(action, "delete") == 0)
+		json_object_set_new(o, "terminal", json_true());
+	json_object_set_new(o, "size", json_integer((json_int_t)e->size));
+	json_object_set_new(o, "submit_ms", json_integer((json_int_t)e->submit_ms));
+	return o;
+}
+
+/* op_log_msg - lines for one message: per live recipient for a delete */
+static void
+op_log_msg(struct admin_op *op, struct admin *a, const struct queue_envelope *e,
+           const char *who, const char *domain)
+{
+	struct queue_rcpt *rc;
+	int n;
+
+	if (op->lines == NULL)
+		op->lines = json_array();
+	if (strcmp(op->action, "delete") != 0) {
+		json_array_append_new(op->lines, dlog_line(e, NULL, op->action, who));
+		return;
+	}
+	n = queue_msg_rcpts(a->q, e->id, &rc);
+	for (int i = 0; i < n; i++)
+		if (domain == NULL || strcasecmp(domain, rc[i].domain) == 0)
+			json_array_append_new(op->lines,
+			                      dlog_line(e, rc[i].address, op->action, who));
+	queue_rcpts_free(rc, n > 0 ? (size_t)n : 0);
+}
+
+/* op_log_write - append the lines, stamped now, to the delivery log */
+static void
+op_log_write(struct admin_op *op)
+{
+	uint64_t now = now_ms();
+	json_t *o;
+	size_t i;
+
+	json_array_foreach(op->lines, i, o) {
+		json_int_t sub = json_integer_value(json_object_get(o, "submit_ms"));
+		char *line;
+
+		json_object_set_new(o, "time", json_real((double)now / 1000.0));
+		json_object_set_new(o, "queue_time_ms", json_integer((json_int_t)now - sub));
+		json_object_del(o, "submit_ms");
+		line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+		if (line) {
+			size_t len = strlen(line);
+			line[len] = '\n';
+			dlog_append(line, len + 1);
+			free(line);
+		}
+	}
+}
 
 static struct admin_op *
 op_new(struct admin *a, struct evhttp_request *req, queue_msgid id,
@@ -76,6 +157,8 @@ op_on_done(void *arg, enum queue_status st)
 	struct admin_op *op = arg;
 	json_t *o;
 
+	if (st == QUEUE_OK)
+		op_log_write(op); /* durable: log it even if nobody waits */
 	if (op->a == NULL)
 		goto done;
 	op_unlink(op);
@@ -94,6 +177,7 @@ op_on_done(void *arg, enum queue_status st)
 	}
 done:
 	json_decref(op->extra);
+	json_decref(op->lines);
 	free(op);
 }
 
@@ -164,8 +248,9 @@ admin_msg_action(struct admin_req *r, queue_msgid id, const char *action)
 		admin_reply_error(r->req, 404, "unknown_message", "no message %s", r->seg[2]);
 		return;
 	}
-	queue_envelope_free(env);
 	op = op_new(a, r->req, id, action);
+	op_log_msg(op, a, env, r->who, NULL);
+	queue_envelope_free(env);
 	admin_audit(a, r->who, op->idt, "%s message", action);
 	if (strcmp(action, "hold") == 0)
 		queue_msg_hold(a->q, id, op_on_done, op);
@@ -182,6 +267,7 @@ admin_msg_action(struct admin_req *r, queue_msgid id, const char *action)
 struct bounce_sel {
 	const char *domain, *tenant, *sender;
 	const char *who;
+	struct admin_op *op;
 	struct queue_outcome *o;
 	size_t n, cap, msgs;
 };
@@ -214,6 +300,8 @@ bounce_msg(struct admin *a, struct bounce_sel *s, const struct queue_envelope *e
 	}
 	s->msgs += (size_t)hit;
 	queue_rcpts_free(rc, n > 0 ? (size_t)n : 0);
+	if (hit)
+		op_log_msg(s->op, a, e, s->who, s->domain);
 }
 
 /* bounce_scan - select from at most ADMIN_BOUNCE_SCAN messages after `after` */
@@ -295,9 +383,9 @@ admin_msg_bounce(struct admin_req *r)
 	if (after_s && admin_msg_id_parse(r, after_s, &after) < 0)
 		return;
 	s.who = r->who;
+	s.op = op = op_new(r->a, r->req, 0, "delete");
 	after = bounce_scan(r->a, &s, after, &more);
 	queue_id_to_text(after, idt);
-	op = op_new(r->a, r->req, 0, "delete");
 	op->extra = json_pack("{s:I, s:I, s:o}", "messages", (json_int_t)s.msgs,
 	                      "recipients", (json_int_t)s.n,
 	                      "next", more ? json_string(idt) : json_null());

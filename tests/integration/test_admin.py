@@ -266,6 +266,16 @@ class QueueMessagesTest(unittest.TestCase):
         st, q = self.d.admin("GET", "/v1/queue")
         self.assertEqual((q["messages"], q["recipients"]["total"]), (0, 0))
         self.assertEqual(q["totals"]["deleted"], 2)
+        acts = [r for r in self.d.delivery_records() if r["event"] == "AdminAction"]
+        self.assertEqual([a["action"] for a in acts],
+                         ["hold", "release", "retry-now", "delete", "delete"])
+        dels = [a for a in acts if a["action"] == "delete"]
+        self.assertEqual(sorted(a["recipient"] for a in dels),
+                         ["x1@one.test", "x2@two.test"])
+        self.assertEqual({(a["by"], a["terminal"], a["envid"], a["id"]) for a in dels},
+                         {("admin", True, "batch-7", mid)})
+        st, res = self.d.admin("GET", "/v1/events?terminal=1&envid=batch-7")
+        self.assertEqual(len(res["events"]), 2)
         log = self.d.log_text()
         self.assertIn("admin action by admin: hold message", log)
         self.assertIn("admin action by admin: delete message", log)
@@ -277,6 +287,9 @@ class QueueMessagesTest(unittest.TestCase):
                                {"domain": "gone.test", "action": "delete"})
         self.assertEqual(st, 200, res)
         self.assertEqual((res["messages"], res["recipients"]), (2, 2))
+        dels = [r["recipient"] for r in self.d.delivery_records()
+                if r["event"] == "AdminAction"]
+        self.assertEqual(sorted(dels), ["k1@gone.test", "k3@gone.test"])
         st, q = self.d.admin("GET", "/v1/queue")
         self.assertEqual((q["messages"], q["recipients"]["total"]), (1, 1))
         st, m = self.d.admin("GET", "/v1/messages/" + ids_of(self.d)[0])
@@ -455,6 +468,37 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual([e["recipient"] for e in res["events"]], ["late@batch.test"])
         st, res = self.d.admin("GET", "/v1/events?timeout=1&since=" + res["cursor"])
         self.assertEqual((st, res["events"]), (200, []))
+
+    def test_events_follow_a_rotated_log(self):
+        self.start()
+        self.assertEqual(self.d.submit("s@src.test", ["r1@batch.test"], BODY), {})
+        self.wait_empty()
+        st, res = self.d.admin("GET", "/v1/events?terminal=1")
+        self.assertEqual([e["recipient"] for e in res["events"]], ["r1@batch.test"])
+        cursor = res["cursor"]
+        self.assertEqual(self.d.submit("s@src.test", ["r2@batch.test"], BODY), {})
+        self.wait_empty()
+        world.wait_until(lambda: len(self.d.delivery_records()) >= 2, what="2 lines")
+        os.rename(self.d.delivery_log, self.d.delivery_log + ".1")  # logrotate
+        self.assertEqual(self.d.submit("s@src.test", ["r3@batch.test"], BODY), {})
+        self.wait_empty()  # r3 still goes to the renamed file: no SIGHUP yet
+        self.d.reload()
+        world.wait_until(lambda: os.path.exists(self.d.delivery_log), what="new log")
+        self.assertEqual(self.d.submit("s@src.test", ["r4@batch.test"], BODY), {})
+        self.wait_empty()
+        got = []
+        for _ in range(10):
+            st, res = self.d.admin("GET", "/v1/events?terminal=1&limit=1&since=" + cursor)
+            self.assertFalse(res["reset"])
+            got += [e["recipient"] for e in res["events"]]
+            cursor = res["cursor"]
+            if len(got) == 3:
+                break
+        self.assertEqual(got, ["r2@batch.test", "r3@batch.test", "r4@batch.test"])
+        st, res = self.d.admin("GET", "/v1/events?since=" + cursor)
+        self.assertEqual(res["events"], [])
+        st, res = self.d.admin("GET", "/v1/events?since=1-2-3")  # unknown file
+        self.assertTrue(res["reset"])
 
     def test_hold_then_release_during_delivery(self):
         self.start({"delay_ms": {"dot": 1500}})
