@@ -379,7 +379,7 @@ smtpd_session_new(struct smtpd_listener *l, int fd, const struct sockaddr *sa,
 	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ? (size_t)salen : sizeof(s->peer));
 	snprintf(s->id, sizeof(s->id), "s%llx", (unsigned long long)++sd->next_sid);
 	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
-		char host[64] = "";
+		char host[sizeof(s->ip)] = "";
 		getnameinfo(sa, (socklen_t)salen, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
 		snprintf(s->ip, sizeof(s->ip), "%s", host);
 		s->ipent = smtpd_ip_get(&sd->conns, s->ip, 1);
