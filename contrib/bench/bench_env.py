@@ -76,21 +76,26 @@ def proc_cpu(pid, tree=False):
 
 
 def proc_mem(pid, tree=False):
-    """(rss_bytes, peak_rss_bytes) of pid (summed over live children with
-    tree; the peak is then the sum of each process's own peak)."""
+    """(rss, peak_rss, pss) in bytes of pid, summed over its live children
+    with tree. The peak is the sum of each process's own peak; PSS counts
+    shared pages (libraries of Postfix's many processes) once overall."""
     pids = [pid] + (proc_children(pid) if tree else [])
-    rss = peak = 0
+    rss = peak = pss = 0
     for p in pids:
         try:
             with open("/proc/%d/status" % p) as f:
                 txt = f.read()
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                roll = f.read()
         except OSError:
             continue
         m = re.search(r"VmRSS:\s+(\d+) kB", txt)
         h = re.search(r"VmHWM:\s+(\d+) kB", txt)
+        s = re.search(r"Pss:\s+(\d+) kB", roll)
         rss += int(m.group(1)) * 1024 if m else 0
         peak += int(h.group(1)) * 1024 if h else 0
-    return rss, peak
+        pss += int(s.group(1)) * 1024 if s else 0
+    return rss, peak, pss
 
 
 def loadavg():
@@ -357,8 +362,12 @@ class Postfix:
         self.master_pid = None
 
     def release_hold(self):
-        """postsuper -H ALL: hand held mail to the queue manager."""
+        """postsuper -H ALL (held mail -> deferred queue), then postqueue -f
+        so the queue manager takes it now, not at its next deferred-queue
+        scan (queue_run_delay, 300 s)."""
         subprocess.run(["postsuper", "-c", self.conf, "-H", "ALL"],
+                       capture_output=True, timeout=600)
+        subprocess.run(["postqueue", "-c", self.conf, "-f"],
                        capture_output=True, timeout=600)
 
     def queue_files(self, queues=("incoming", "active", "deferred", "hold",

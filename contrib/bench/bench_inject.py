@@ -8,7 +8,7 @@ and records for every message the time from the end of its data (the final
 for pure throughput and is used for that; it does not report latency.
 
   inject(addr, messages, sessions=20, deadline=None) -> Result
-  messages: a list of (mail_from, [rcpts], body_bytes); body ends in CRLF
+  messages: a list (or generator) of (mail_from, [rcpts], body_bytes); body ends in CRLF
             and is sent dot-stuffed as given (the generator below never
             starts a line with ".").
 """
@@ -92,9 +92,10 @@ def _session(addr, queue, res, timeout, deadline):
         if deadline and time.monotonic() > deadline:
             break
         with res.lock:
-            if not queue:
-                break
-            mail_from, rcpts, body = queue.pop()
+            item = next(queue, None)
+        if item is None:
+            break
+        mail_from, rcpts, body = item
         try:
             cmds = [b"MAIL FROM:<%s>\r\n" % mail_from.encode()]
             cmds += [b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpts]
@@ -132,7 +133,7 @@ def _session(addr, queue, res, timeout, deadline):
 def inject(addr, messages, sessions=20, timeout=120, deadline=None):
     """Send messages over `sessions` connections; a Result."""
     res = Result()
-    queue = list(reversed(messages))  # pop() from the end = in order
+    queue = iter(messages)  # a list or a generator, taken in order
     threads = [threading.Thread(target=_session,
                                 args=(addr, queue, res, timeout, deadline),
                                 daemon=True)
