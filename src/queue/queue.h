@@ -292,9 +292,12 @@ int queue_msg_list(struct queue *q, queue_msgid after,
                    const struct queue_filter *f, size_t max,
                    struct queue_envelope **out);
 
-/* Full consistency scan (tests, `check` tooling): recounts everything,
- * returns 0 if the stored counters match, -1 otherwise; with fix = 1 the
- * counters are rewritten from the scan. Slow: O(queue). Loop thread. */
+/* Full consistency scan (tests, `check` tooling): recounts everything and
+ * looks for body chunks of no message; returns 0 if the stored counters
+ * match and there are no such chunks, -1 otherwise; with fix = 1 the
+ * counters are rewritten from the scan and orphan chunks deleted (both
+ * through the store thread: done after its next round). Slow: O(queue).
+ * Loop thread. */
 int queue_check(struct queue *q, int fix, struct queue_counters *scanned);
 
 #endif

@@ -376,30 +376,100 @@ queue_msg_list(struct queue *q, queue_msgid after,
 	return (int)n;
 }
 
+/* orphan_found - chunks 0..n-1 of id have no message: report, maybe drop */
+static int
+orphan_found(struct queue *q, queue_msgid id, uint32_t n, int fix)
+{
+	unsigned char k[QK_MSG_LEN];
+	char idt[QUEUE_ID_TEXT_LEN];
+	int bad = 0, live;
+	size_t len;
+	char *v;
+	struct qop *op;
+
+	qk_msg(k, id);
+	v = qget(q, QCF_MSG, k, sizeof(k), &len, &bad);
+	live = v != NULL;
+	rocksdb_free(v);
+	if (!live && !bad) {  /* still streaming? */
+		v = qget(q, QCF_INCOMING, k, sizeof(k), &len, &bad);
+		live = v != NULL;
+		rocksdb_free(v);
+	}
+	if (live || bad)
+		return 0;
+	queue_id_to_text(id, idt);
+	log_warnx(idt, "spool %s: %u body chunk(s) without a message%s",
+	    q->path, n, fix ? "; removing them" : "");
+	if (fix) {
+		op = xcalloc(1, sizeof(*op));
+		op->kind = QOP_ABORT;
+		op->internal = 1;
+		op->id = id;
+		op->chunk_no = n;
+		qstore_submit(q, op);
+	}
+	return 1;
+}
+
+/* check_orphans - body chunks of no message (read lock held) */
+static int
+check_orphans(struct queue *q, int fix)
+{
+	rocksdb_iterator_t *it;
+	queue_msgid cur = 0;
+	uint32_t n = 0;
+	size_t klen;
+	int orphans = 0;
+
+	it = rocksdb_create_iterator_cf(q->db, q->ropts, q->cf[QCF_BODY]);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		const unsigned char *k =
+		    (const unsigned char *)rocksdb_iter_key(it, &klen);
+
+		if (klen != QK_BODY_LEN)
+			continue;
+		if (n > 0 && qk_get64(k) != cur) {
+			orphans += orphan_found(q, cur, n, fix);
+			n = 0;
+		}
+		cur = qk_get64(k);
+		n = qk_get32(k + 8) + 1;
+	}
+	if (n > 0)
+		orphans += orphan_found(q, cur, n, fix);
+	rocksdb_iter_destroy(it);
+	return orphans;
+}
+
 int
 queue_check(struct queue *q, int fix, struct queue_counters *scanned)
 {
 	struct queue_counters s, c;
-	int rc;
+	int rc, ok, orphans = 0;
 
 	pthread_rwlock_rdlock(&q->dblock);
 	rc = q->db ? qdb_scan_counts(q, &s) : -1;
+	if (rc == 0)
+		orphans = check_orphans(q, fix);
 	pthread_rwlock_unlock(&q->dblock);
 	if (rc < 0)
 		return -1;
 	if (scanned)
 		*scanned = s;
 	queue_counters_get(q, &c);
-	if (s.messages == c.messages && s.bytes == c.bytes &&
+	ok = s.messages == c.messages && s.bytes == c.bytes &&
 	    s.rcpts == c.rcpts && s.rcpts_queued == c.rcpts_queued &&
 	    s.rcpts_deferred == c.rcpts_deferred &&
-	    s.rcpts_inflight == c.rcpts_inflight && s.rcpts_held == c.rcpts_held)
-		return 0;
-	log_warnx("-", "spool %s: counters differ from a scan%s", q->path,
-	    fix ? "; rewriting them" : "");
-	if (fix)
-		queue_counters_fix(q, &s);
-	return -1;
+	    s.rcpts_inflight == c.rcpts_inflight && s.rcpts_held == c.rcpts_held;
+	if (!ok) {
+		log_warnx("-", "spool %s: counters differ from a scan%s",
+		    q->path, fix ? "; rewriting them" : "");
+		if (fix)
+			queue_counters_fix(q, &s);
+	}
+	return ok && orphans == 0 ? 0 : -1;
 }
 
 /* ---- body reader ---- */

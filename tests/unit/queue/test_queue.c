@@ -670,13 +670,13 @@ test_claim_floor(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(r[0].idx, 0);
 	queue_rcpts_free(r, 1);
+	outcome(f, id, 1, QUEUE_OUT_RELEASE, 0); /* lowers the floor to now */
 	/* a due key without a recipient record: skipped, then deleted */
 	t = now_ms() + 50;
 	qk_due(k, t, id + 99, 0);
 	rocksdb_put_cf(f->q->db, f->q->wsync, f->q->cf[QCF_DUE], (char *)k,
 	    sizeof(k), "", 0, &e);
 	assert_null(e);
-	outcome(f, id, 1, QUEUE_OUT_RELEASE, 0); /* lowers the floor to now */
 	n = queue_due_claim(f->q, t, 10, &r);
 	assert_int_equal(n, 1);
 	assert_int_equal(r[0].idx, 1);
@@ -804,6 +804,22 @@ test_counters_rebuild(void **state)
 	queue_outcomes(f->q, NULL, 0, on_done, f);
 	fx_wait(f);
 	assert_consistent(f);
+	/* a body chunk of no message: found, and removed with fix */
+	{
+		unsigned char k[QK_BODY_LEN];
+		char *e = NULL;
+
+		qk_body(k, 12345, 0);
+		rocksdb_put_cf(f->q->db, f->q->wsync, f->q->cf[QCF_BODY],
+		    (char *)k, sizeof(k), "x", 1, &e);
+		assert_null(e);
+		assert_int_equal(queue_check(f->q, 1, NULL), -1);
+		f->pending++;
+		queue_outcomes(f->q, NULL, 0, on_done, f);
+		fx_wait(f);
+		assert_consistent(f);
+		assert_int_equal(body_keys(f->q), 1);
+	}
 	queue_counters_get(f->q, &c);
 	assert_int_equal(c.messages, 1);
 	assert_int_equal(c.rcpts_queued, 2);
