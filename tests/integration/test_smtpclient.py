@@ -614,7 +614,7 @@ class SmtpClientHostileTest(unittest.TestCase):
 
     def run_one(self, ip, *opts):
         return send(self, self.w, [("mx.evil.test", [ip])], "--rcpt",
-                    "u@evil.test", "--timeout", "2s", *opts, timeout=60)
+                    "u@evil.test", "--timeout", "4s", *opts, timeout=60)
 
     def test_greeting_line_too_long(self):
         ip = "127.0.1.140"
