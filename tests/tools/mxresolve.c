@@ -437,6 +437,7 @@ main(int argc, char **argv)
 	t.dns = dns_new(t.base, &dopt, err, sizeof(err));
 	if (t.dns == NULL) {
 		fprintf(stderr, "mxresolve: %s\n", err);
+		event_base_free(t.base);
 		return 1;
 	}
 	t.deadline_ev = evtimer_new(t.base, on_deadline, &t);
