@@ -192,6 +192,30 @@ site_series(struct evbuffer *b, json_t *sites, const char *name, const char *typ
 	}
 }
 
+/* site_deferrals - counters.deferrals {class: n} of every site */
+static void
+site_deferrals(struct evbuffer *b, json_t *sites)
+{
+	const char *name = "mxbatch_site_deferrals_total", *cls;
+	char key[512], prov[256], lc[64];
+	json_t *s, *v;
+	size_t i;
+
+	metric_head(b, name, "counter", "Deferrals per site by class "
+	            "(recipient, connection, reputation)");
+	json_array_foreach(sites, i, s) {
+		label_value(key, sizeof(key), json_string_value(json_object_get(s, "site")));
+		label_value(prov, sizeof(prov), json_string_value(json_object_get(s, "provider")));
+		json_object_foreach(json_object_get(json_object_get(s, "counters"),
+		                                    "deferrals"), cls, v) {
+			label_value(lc, sizeof(lc), cls);
+			evbuffer_add_printf(b, "%s{site=\"%s\",provider=\"%s\",class=\"%s\"} "
+			                    "%lld\n", name, key, prov, lc,
+			                    (long long)json_integer_value(v));
+		}
+	}
+}
+
 static void
 site_metrics(struct evbuffer *b, json_t *sites)
 {
@@ -214,6 +238,10 @@ site_metrics(struct evbuffer *b, json_t *sites)
 	            "SMTP transactions per site", "counters", "transactions");
 	site_series(b, sites, "mxbatch_site_connections_opened_total", "counter",
 	            "SMTP connections opened per site", "counters", "connections_opened");
+	site_series(b, sites, "mxbatch_site_possibly_delivered_total", "counter",
+	            "Recipients deferred after a connection lost after the final dot",
+	            "counters", "possibly_delivered");
+	site_deferrals(b, sites);
 }
 
 void

@@ -402,6 +402,13 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(samples[("mxbatch_site_delivered_total", lbl)], n)
         self.assertEqual(samples[("mxbatch_site_transactions_total", lbl)],
                          len(self.sink.transactions()))
+        for cls in ("recipient", "connection", "reputation"):
+            self.assertIn(("mxbatch_site_deferrals_total", lbl | {("class", cls)}),
+                          samples)
+        for name, kind in types.items():
+            self.assertIn(kind, ("counter", "gauge", "histogram"), name)
+            if kind == "counter":
+                self.assertTrue(name.endswith("_total"), name)
 
         st, res = self.d.admin("POST", "/v1/sites/%s/suspend" % urlq(site),
                                {"duration": "10m", "reason": "maintenance"})
