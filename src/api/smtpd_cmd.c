@@ -259,7 +259,7 @@ cmd_bdat(struct smtpd_session *s, const char *arg)
 static void
 cmd_starttls(struct smtpd_session *s, const char *arg)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	size_t extra;
 
 	if (!no_args(s, arg, "STARTTLS"))
@@ -275,8 +275,7 @@ cmd_starttls(struct smtpd_session *s, const char *arg)
 		log_warnx(s->id, "discarding %zu byte(s) sent after STARTTLS", extra);
 		evbuffer_drain(in, extra);
 	}
-	s->state = SS_TLS_WAIT;
-	bufferevent_disable(s->bev, EV_READ);
+	s->state = SS_TLS_WAIT; /* input stops until the handshake */
 }
 
 /* cmd_simple - RSET, NOOP, QUIT, VRFY, EXPN, HELP */

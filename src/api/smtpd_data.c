@@ -424,14 +424,13 @@ bdat_chunk_end(struct smtpd_session *s)
 int
 smtpd_data_consume(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	size_t avail = evbuffer_get_length(in), want, used = 0, k;
 	struct evbuffer_iovec v[16];
 	int i, nv, end = 0;
 
 	if (avail > 0 && queue_write_backlog(s->sd->q) > SMTPD_BACKLOG_MAX) {
 		s->throttled = 1; /* the store is behind: stop reading for a while */
-		bufferevent_disable(s->bev, EV_READ);
 		return 0;
 	}
 	want = avail;

@@ -235,8 +235,11 @@ struct smtpd_session {
 	struct smtpd_listener *l;
 	char id[24];
 	int fd;
-	struct bufferevent *bev;
-	struct evbuffer *out;    /* replies of the current callback */
+	struct bufferevent *bev; /* TLS only; NULL on a plain socket */
+	struct event *rev, *wev; /* plain socket only */
+	struct evbuffer *in;     /* client input (own, or the TLS bev's) */
+	struct evbuffer *out;    /* replies not yet handed to the socket */
+	int own_in, reading;
 	int bev_owns_fd;         /* TLS bufferevent closes fd on free */
 	struct event *timer;
 	struct sockaddr_storage peer;
@@ -294,6 +297,18 @@ void smtpd_session_free(struct smtpd_session *s);
 void smtpd_session_error(struct smtpd_session *s);
 void smtpd_session_process(struct smtpd_session *s);
 void smtpd_session_finish(struct smtpd_session *s); /* free or re-arm */
+void smtpd_session_on_input(struct smtpd_session *s);
+void smtpd_session_on_drained(struct smtpd_session *s);
+void smtpd_session_on_lost(struct smtpd_session *s, int error);
+void smtpd_session_on_tls(struct smtpd_session *s);
+/* smtpd_io.c */
+int smtpd_io_plain(struct smtpd_session *s);
+int smtpd_io_tls(struct smtpd_session *s);
+void smtpd_io_reading(struct smtpd_session *s, int on);
+int smtpd_io_flush(struct smtpd_session *s);
+int smtpd_io_idle(struct smtpd_session *s);
+const char *smtpd_io_tls_info(struct smtpd_session *s, char *buf, size_t len);
+void smtpd_io_free(struct smtpd_session *s);
 void smtpd_txn_reset(struct smtpd_session *s);
 struct account *smtpd_session_account(struct smtpd_session *s);
 /* smtpd_cmd.c */

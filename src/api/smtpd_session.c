@@ -1,6 +1,7 @@
 /*
- * smtpd_session.c - one SMTP session: its bufferevent (plain, STARTTLS or
- * implicit TLS), strict CRLF line reading with a hard length limit, the
+ * smtpd_session.c - one SMTP session: strict CRLF line reading with a hard
+ * length limit over its transport (smtpd_io.c: plain, STARTTLS or implicit
+ * TLS), the
  * idle and whole-command deadlines, error counting, replies, and the
  * session's lifecycle. Commands are in smtpd_cmd.c, AUTH in smtpd_auth.c,
  * message data in smtpd_data.c. Loop thread only.
@@ -20,16 +21,10 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "core/core.h"
 #include "queue/queue.h"
-
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
 
 static const char *
 state_name(enum smtpd_state st)
@@ -45,7 +40,7 @@ smtpd_session_reply(struct smtpd_session *s, const char *fmt, ...)
 	struct evbuffer *out;
 	va_list ap;
 
-	if (s->bev == NULL || s->state == SS_CLOSING)
+	if (s->fd < 0 || s->state == SS_CLOSING)
 		return;
 	out = s->out;
 	va_start(ap, fmt);
@@ -68,13 +63,10 @@ smtpd_session_close(struct smtpd_session *s, const char *reply)
 		return;
 	if (reply)
 		smtpd_session_reply(s, "%s", reply);
-	s->state = SS_CLOSING;
+	s->state = SS_CLOSING; /* freed once the output is out */
 	s->throttled = 0;
-	if (s->bev == NULL) {
+	if (s->fd < 0)
 		s->freeing = 1;
-		return;
-	}
-	bufferevent_disable(s->bev, EV_READ); /* freed once the output is out */
 }
 
 void
@@ -121,25 +113,18 @@ arm_timer(struct smtpd_session *s)
 
 static void tls_switch(struct smtpd_session *s);
 
-/* flush_out - send the replies of this callback: straight to a plain
- * socket when nothing is queued before them (saves the write event and two
- * epoll_ctl per reply), else through the bufferevent. Then act on an empty
- * output: close, or switch to TLS after the 220 to STARTTLS. */
+/* flush_out - send this callback's replies; then act on an empty output:
+ * close, or switch to TLS after the 220 to STARTTLS */
 static void
 flush_out(struct smtpd_session *s)
 {
-	struct evbuffer *bo;
-
-	if (s->bev == NULL || s->gone)
+	if (s->fd < 0 || s->gone)
 		return;
-	bo = bufferevent_get_output(s->bev);
-	if (evbuffer_get_length(s->out) > 0) {
-		if (!s->bev_owns_fd && evbuffer_get_length(bo) == 0)
-			evbuffer_write(s->out, s->fd); /* errors surface on the bev */
-		if (evbuffer_get_length(s->out) > 0)
-			evbuffer_add_buffer(bo, s->out);
+	if (smtpd_io_flush(s) < 0) {
+		s->gone = 1;
+		return;
 	}
-	if (evbuffer_get_length(bo) > 0)
+	if (!smtpd_io_idle(s))
 		return;
 	if (s->state == SS_CLOSING)
 		s->freeing = 1;
@@ -147,15 +132,27 @@ flush_out(struct smtpd_session *s)
 		tls_switch(s);
 }
 
+/* want_input - read from the client now? (bounded input, paused states) */
+static int
+want_input(struct smtpd_session *s)
+{
+	return s->state != SS_CLOSING && s->state != SS_TLS_WAIT && !s->throttled &&
+	       s->in && evbuffer_get_length(s->in) < SMTPD_READ_HIGH;
+}
+
 /* session_finish - end of every top-level callback: flush, free or re-arm */
 void
 smtpd_session_finish(struct smtpd_session *s)
 {
 	flush_out(s);
-	if ((s->gone || s->freeing) && !s->commit_pending)
+	if ((s->gone || s->freeing) && !s->commit_pending) {
 		smtpd_session_free(s);
-	else if (!s->gone)
-		arm_timer(s);
+		return;
+	}
+	if (s->gone)
+		return;
+	smtpd_io_reading(s, want_input(s));
+	arm_timer(s);
 }
 
 /* too_long - a line over the limit: refuse it, skip to its end */
@@ -173,7 +170,7 @@ too_long(struct smtpd_session *s, struct evbuffer *in, size_t drain)
 static int
 read_line(struct smtpd_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	size_t len = evbuffer_get_length(in);
 	struct evbuffer_ptr p;
 	char buf[SMTPD_LINE_MAX + 1];
@@ -223,7 +220,7 @@ read_line(struct smtpd_session *s)
 void
 smtpd_session_process(struct smtpd_session *s)
 {
-	while (!s->gone && !s->freeing && s->bev) {
+	while (!s->gone && !s->freeing && s->in) {
 		switch (s->state) {
 		case SS_CMD:
 		case SS_AUTH:
@@ -241,99 +238,51 @@ smtpd_session_process(struct smtpd_session *s)
 	}
 }
 
-/* setup_bev - callbacks and bounds of a (new) bufferevent */
-static void
-setup_bev(struct smtpd_session *s)
-{
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTPD_READ_HIGH);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-/* tls_start - put TLS on the socket (implicit TLS, or after STARTTLS) */
-static int
-tls_start(struct smtpd_session *s)
-{
-	SSL *ssl = SSL_new(s->l->tls);
-
-	if (ssl == NULL)
-		return -1;
-	s->bev = bufferevent_openssl_socket_new(s->sd->base, s->fd, ssl,
-	                                        BUFFEREVENT_SSL_ACCEPTING,
-	                                        BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
-		SSL_free(ssl);
-		return -1;
-	}
-	s->bev_owns_fd = 1;
-	setup_bev(s);
-	return 0;
-}
-
 /* tls_switch - the 220 to STARTTLS is out: forget the plain session
  * (RFC 3207 4.2) and handshake on the same socket */
 static void
 tls_switch(struct smtpd_session *s)
 {
-	bufferevent_free(s->bev);
-	s->bev = NULL;
 	smtpd_txn_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
 	s->state = SS_CMD;
-	if (tls_start(s) < 0) {
+	if (smtpd_io_tls(s) < 0) {
 		log_warnx(s->id, "cannot start TLS");
 		s->gone = 1;
 	}
 }
 
-/* tls_record - handshake done: note protocol and cipher for Received: */
-static void
-tls_record(struct smtpd_session *s)
+void
+smtpd_session_on_tls(struct smtpd_session *s)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-
-	if (ssl == NULL)
-		return;
-	s->tls = 1;
-	snprintf(s->tls_info, sizeof(s->tls_info), "version=%s cipher=%s",
-	         SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-	log_info(s->id, "TLS established: %s", s->tls_info);
+	if (smtpd_io_tls_info(s, s->tls_info, sizeof(s->tls_info)) != NULL) {
+		s->tls = 1;
+		log_info(s->id, "TLS established: %s", s->tls_info);
+	}
+	smtpd_session_finish(s);
 }
 
-static void
-on_read(struct bufferevent *bev, void *arg)
+void
+smtpd_session_on_input(struct smtpd_session *s)
 {
-	struct smtpd_session *s = arg;
-
-	(void)bev;
 	s->last_ms = mono_ms();
 	smtpd_session_process(s);
 	smtpd_session_finish(s);
 }
 
-static void
-on_write(struct bufferevent *bev, void *arg)
+void
+smtpd_session_on_drained(struct smtpd_session *s)
 {
-	struct smtpd_session *s = arg;
-
-	(void)bev;
 	smtpd_session_finish(s); /* output drained: close or STARTTLS */
 }
 
-static void
-on_event(struct bufferevent *bev, short what, void *arg)
+void
+smtpd_session_on_lost(struct smtpd_session *s, int error)
 {
-	struct smtpd_session *s = arg;
-
-	(void)bev;
-	if (what & BEV_EVENT_CONNECTED) {
-		tls_record(s);
-		return;
-	}
 	if (s->state == SS_DATA || s->state == SS_BDAT || s->w)
 		log_warnx(s->id, "client gone during message data: nothing queued");
-	else if (what & BEV_EVENT_ERROR && s->state != SS_CLOSING)
+	else if (error && s->state != SS_CLOSING)
 		log_info(s->id, "connection error in state %s", state_name(s->state));
 	smtpd_data_abort(s);
 	s->gone = 1;
@@ -351,7 +300,6 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	if (s->throttled) { /* see whether the store caught up */
 		s->throttled = 0;
 		s->last_ms = mono_ms();
-		bufferevent_enable(s->bev, EV_READ);
 		smtpd_session_process(s);
 	} else if (s->state == SS_CLOSING) {
 		s->freeing = 1;
@@ -395,14 +343,11 @@ smtpd_session_new(struct smtpd_listener *l, int fd, const struct sockaddr *sa,
 	s->last_ms = mono_ms();
 	log_info(s->id, "connect from %s on %s%s", s->ip[0] ? s->ip : "unix socket",
 	         l->cfg->name, s->trusted ? " (trusted)" : "");
-	if (l->cfg->implicit_tls ? tls_start(s) < 0
-	    : (s->bev = bufferevent_socket_new(sd->base, fd, 0)) == NULL) {
+	if ((l->cfg->implicit_tls ? smtpd_io_tls(s) : smtpd_io_plain(s)) < 0) {
 		log_warnx(s->id, "cannot set up the connection");
 		smtpd_session_free(s);
 		return;
 	}
-	if (!l->cfg->implicit_tls)
-		setup_bev(s);
 	smtpd_session_reply(s, "220 %s ESMTP mxbatch", sd->hostname);
 	smtpd_session_finish(s);
 }
@@ -431,12 +376,7 @@ release(struct smtpd_session *s)
 	if (s->timer)
 		event_free(s->timer);
 	s->timer = NULL;
-	if (s->bev)
-		bufferevent_free(s->bev);
-	s->bev = NULL;
-	if (!s->bev_owns_fd && s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	smtpd_io_free(s);
 }
 
 void
