@@ -112,6 +112,9 @@ static const struct option options[] = {
 	  "answers with rate/reputation replies; doubles each time" },
 	{ S_DELIVERY, "site_backoff_max", T_DURATION, G(site_backoff_max_ms), "4h",
 	  100, 7 * DAY, NULL, "longest site suspension" },
+	{ S_DELIVERY, "throttle_min_rate", T_UINT, G(throttle_min_rate), "60", 1,
+	  1000000, NULL, "recipients per minute an adaptive throttle (after "
+	  "rate-limit replies) never goes below" },
 	{ S_ADMIN, "listen", T_STR, G(admin_listen), "127.0.0.1:8025", 0, 0, NULL,
 	  "admin HTTP API address" },
 	{ S_ADMIN, "token_file", T_STR, G(admin_token_file), "var/admin.token", 0, 0,
@@ -172,10 +175,11 @@ static const struct option options[] = {
 	{ S_SITE, "tls", T_ENUM, SI(tls), "may", 0, 0, "none|may|encrypt|verify",
 	  "TLS policy towards the site's exchangers" },
 	{ S_SITE, "pool", T_STR, SI(pool), NULL, 0, 0, NULL,
-	  "source address pool" },
+	  "source address pool (default: the pool named \"default\", if any)" },
 
 	{ S_POOL, "addresses", T_STR, P(addresses), NULL, 0, 0, NULL,
-	  "source addresses: ip=ehlo-name, comma-separated" },
+	  "source addresses: ip=ehlo-name*weight, comma-separated (weight "
+	  "1..1000, default 1; see docs/reputation.md)" },
 
 	{ S_BOUNCE, "rules_file", T_STR, G(bounce_rules_file), NULL, 0, 0, NULL,
 	  "reply classification rules tried before the shipped ones" },
@@ -188,6 +192,10 @@ static const struct option options[] = {
 	  DAY, NULL, "how often each address is checked" },
 	{ S_BLOCKLISTS, "action", T_ENUM, G(bl_action), "suspend", 0, 0,
 	  "alert|suspend", "what a listing does" },
+	{ S_BLOCKLISTS, "release_after", T_DURATION, G(bl_release_after_ms), "4h",
+	  0, 30 * DAY, NULL, "an address blocked for a site by a reply, or "
+	  "suspended for a listing, is used again after this long at the latest "
+	  "(0: only when delisted or released by hand)" },
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 

@@ -142,6 +142,7 @@ struct config {
 	char *providers_file; /* provider table (MX suffix -> provider) */
 	uint64_t max_inflight_rcpts; /* recipients the scheduler holds in RAM */
 	uint64_t site_backoff_ms, site_backoff_max_ms; /* site suspension */
+	uint64_t throttle_min_rate; /* AIMD floor, recipients per minute */
 	/* [admin] */
 	char *admin_listen;
 	char *admin_token_file;
@@ -155,6 +156,7 @@ struct config {
 	char *bl_zones;
 	uint64_t bl_interval_ms;
 	char *bl_action;
+	uint64_t bl_release_after_ms; /* 0 = delisting or by hand only */
 	/* named sections */
 	struct config_listen *listens; size_t n_listens;
 	struct config_site *sites;     size_t n_sites;

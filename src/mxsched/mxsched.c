@@ -508,6 +508,8 @@ mxsched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 		snprintf(s->ehlo, sizeof(s->ehlo), "localhost");
 	if (sched_setup_parts(s, err, errlen) < 0)
 		goto fail;
+	if (rep_new(s, err, errlen) < 0) /* reputation: pools, DNSBL monitor (mxsched_pool.c) */
+		goto fail;
 	s->tick = event_new(base, -1, EV_PERSIST, sched_on_tick, s);
 	event_add(s->tick, &tv);
 	if (cfg->paused)
@@ -590,6 +592,7 @@ mxsched_free(struct mxsched *s)
 	if (s->out)
 		sched_out_free(s->out);
 	smap_clear(&s->msgs, NULL);
+	rep_free(s); /* reputation: after the sites, before the DNS channel */
 	resolver_free(s->res);
 	dns_free(s->dns);
 	provider_table_free(s->providers);

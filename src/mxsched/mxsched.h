@@ -43,6 +43,16 @@ int mxsched_site_resume(struct mxsched *s, const char *key);
  * on disk for the end of a suspension keep their time. */
 int mxsched_site_retry_now(struct mxsched *s, const char *key);
 struct json_t *mxsched_metrics_json(struct mxsched *s);
+/* Sending addresses (by pool), their block-list state per zone, their
+ * blocks at sites (reply-driven) and adaptive throttles, the monitor's
+ * counters (GET /v1/blocklists). */
+struct json_t *mxsched_blocklists_json(struct mxsched *s);
+/* Use a blocked/suspended source address again now: address (IP text)
+ * everywhere, or at one site (site key), or every address at that site.
+ * A listing stays released until it clears and comes back. -1 if the
+ * address or site is unknown (or both are NULL/empty). */
+int mxsched_blocklist_release(struct mxsched *s, const char *address,
+                              const char *site);
 
 /* ---- retry and backoff arithmetic (pure; mxsched_backoff.c) ---- */
 

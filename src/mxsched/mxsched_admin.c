@@ -47,6 +47,164 @@ site_mx_json(const struct site *site)
 	return a;
 }
 
+/* ---- reputation: sources, throttles, block lists ---- */
+
+static json_t *
+rate_json(double rate)
+{
+	return rate > 0 ? json_integer((json_int_t)(rate + 0.5)) : json_null();
+}
+
+static json_t *
+src_json(const struct site *site, size_t i)
+{
+	const struct site_src *ss = &site->src[i];
+	uint64_t now = now_ms();
+	int blocked = ss->blocked_until != 0 && now < ss->blocked_until;
+	json_t *o = json_pack("{s:o, s:o, s:b, s:b, s:I, s:o, s:I, s:I, s:I}",
+	    "address", ss->a ? json_string(ss->a->ip) : json_null(),
+	    "ehlo", json_string(ss->a && ss->a->ehlo ? ss->a->ehlo : site->s->ehlo),
+	    "in_use", (int)i == site->cur_src, "blocked", blocked,
+	    "connections_allowed", (json_int_t)aimd_conns(&ss->aimd),
+	    "recipients_per_minute_allowed", rate_json(ss->aimd.rate),
+	    "throttle_cuts", (json_int_t)ss->aimd.cuts,
+	    "throttle_replies", (json_int_t)ss->throttles,
+	    "block_replies", (json_int_t)ss->blocks);
+	json_object_set_new(o, "listed", json_boolean(ss->a && ss->a->listed > 0));
+	json_object_set_new(o, "suspended_everywhere",
+	    json_boolean(ss->a && ss->a->suspended && !ss->a->released));
+	if (blocked && ss->blocked_until != UINT64_MAX)
+		json_object_set_new(o, "blocked_until_ms", json_integer((json_int_t)ss->blocked_until));
+	if (ss->blocked_since)
+		json_object_set_new(o, "blocked_since_ms", json_integer((json_int_t)ss->blocked_since));
+	if (ss->reason[0])
+		json_object_set_new(o, "reason", json_string(ss->reason));
+	return o;
+}
+
+/* site_rep_json - the site's pool, sources and adaptive limits */
+static void
+site_rep_json(json_t *o, const struct site *site)
+{
+	json_t *a = json_array();
+	const struct site_src *cur = site->cur_src >= 0 ? &site->src[site->cur_src] : NULL;
+	size_t i;
+
+	for (i = 0; i < site->n_src; i++)
+		json_array_append_new(a, src_json(site, i));
+	json_object_set_new(o, "pool", site->pool ? json_string(site->pool->name) : json_null());
+	json_object_set_new(o, "source_address", cur && cur->a ? json_string(cur->a->ip) : json_null());
+	json_object_set_new(o, "sources", a);
+	json_object_set_new(o, "throttle", json_pack("{s:b, s:I, s:I, s:o, s:o, s:I}",
+	    "reduced", cur ? aimd_reduced(&cur->aimd) : 0,
+	    "connections_allowed", (json_int_t)site->conn_limit,
+	    "connections_shape", (json_int_t)site->max_conns,
+	    "recipients_per_minute_allowed", rate_json(cur ? cur->aimd.rate : 0),
+	    "recipients_per_minute_shape", rate_json(site->max_rate),
+	    "recipients_per_minute_observed",
+	    (json_int_t)(site_observed_rate(site, now_ms()) + 0.5)));
+}
+
+struct addr_ctx {
+	struct mxsched *s;
+	json_t *arr;
+};
+
+/* addr_blocks - the sites where one address is blocked (reply-driven) */
+static void
+addr_blocks(void *val, void *arg)
+{
+	const struct site *site = val;
+	json_t **pair = arg;      /* [0] = array, [1] = the address (as string) */
+	const char *ip = json_string_value(pair[1]);
+	size_t i;
+
+	for (i = 0; i < site->n_src; i++) {
+		const struct site_src *ss = &site->src[i];
+		if (ss->a == NULL || strcmp(ss->a->ip, ip) != 0 || ss->blocked_since == 0)
+			continue;
+		json_t *o = json_pack("{s:s, s:s, s:I, s:b}", "site", site->key,
+		    "reason", ss->reason, "since_ms", (json_int_t)ss->blocked_since,
+		    "suspended", ss->blocked_until != 0);
+		if (ss->blocked_until && ss->blocked_until != UINT64_MAX)
+			json_object_set_new(o, "until_ms", json_integer((json_int_t)ss->blocked_until));
+		json_array_append_new(pair[0], o);
+	}
+}
+
+static void
+addr_json(void *val, void *arg)
+{
+	struct addr_ctx *ctx = arg;
+	const struct srcaddr *a = val;
+	json_t *pair[2] = { json_array(), json_string(a->ip) };
+	json_t *o;
+
+	smap_each(&ctx->s->sites, addr_blocks, pair);
+	o = json_pack("{s:s, s:o, s:b, s:b, s:b, s:o, s:o}", "address", a->ip,
+	    "ehlo", json_string(a->ehlo ? a->ehlo : ctx->s->ehlo),
+	    "listed", a->listed > 0, "suspended", a->suspended && !a->released,
+	    "released", a->released,
+	    "zones", dnsbl_json(ctx->s->rep->bl, a), "blocked_at", pair[0]);
+	if (a->listed) {
+		json_object_set_new(o, "listed_since_ms", json_integer((json_int_t)a->listed_since));
+		json_object_set_new(o, "reason", json_string(a->reason));
+	}
+	json_decref(pair[1]);
+	json_array_append_new(ctx->arr, o);
+}
+
+static void
+pool_json(void *val, void *arg)
+{
+	const struct pool *p = val;
+	json_t *m = json_array();
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		json_array_append_new(m, json_pack("{s:s, s:I}", "address", p->m[i].a->ip,
+		                                   "weight", (json_int_t)p->m[i].weight));
+	json_object_set_new(arg, p->name, m);
+}
+
+static json_t *
+rep_stats_json(const struct rep_stats *st)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	    "checks", (json_int_t)st->checks, "check_errors", (json_int_t)st->check_errors,
+	    "listings", (json_int_t)st->listings, "delistings", (json_int_t)st->delistings,
+	    "monitor_problems", (json_int_t)st->monitor_problems,
+	    "reply_blocks", (json_int_t)st->reply_blocks, "releases", (json_int_t)st->releases,
+	    "throttle_cuts", (json_int_t)st->throttle_cuts,
+	    "address_moves", (json_int_t)st->address_moves);
+}
+
+struct json_t *
+mxsched_blocklists_json(struct mxsched *s)
+{
+	const struct config *c = s->cfg;
+	struct addr_ctx ctx = { s, json_array() };
+	json_t *pools = json_object();
+
+	smap_each(&s->rep->addrs, addr_json, &ctx);
+	smap_each(&s->rep->pools, pool_json, pools);
+	return json_pack("{s:o, s:I, s:s, s:I, s:o, s:o, s:o}",
+	    "zones", dnsbl_zones_json(s->rep->bl),
+	    "interval_ms", (json_int_t)c->bl_interval_ms,
+	    "action", s->rep->act_suspend ? "suspend" : "alert",
+	    "release_after_ms", (json_int_t)c->bl_release_after_ms,
+	    "pools", pools, "addresses", ctx.arr,
+	    "counters", rep_stats_json(&s->rep->st));
+}
+
+int
+mxsched_blocklist_release(struct mxsched *s, const char *address, const char *site)
+{
+	if ((address == NULL || *address == '\0') && (site == NULL || *site == '\0'))
+		return -1;
+	return rep_release(s, address, site);
+}
+
 static json_t *
 site_json(const struct site *site)
 {
@@ -73,6 +231,7 @@ site_json(const struct site *site)
 		json_object_set_new(o, "reason", json_string(site->reason));
 	}
 	json_object_set_new(o, "backoff_level", json_integer(site->backoff_level));
+	site_rep_json(o, site);
 	json_object_set_new(o, "counters", json_pack(
 	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
 	    "delivered", (json_int_t)site->delivered, "bounced", (json_int_t)site->bounced,
@@ -150,7 +309,7 @@ struct json_t *
 mxsched_metrics_json(struct mxsched *s)
 {
 	struct resolve_stats rs;
-	json_t *hist = json_array();
+	json_t *hist = json_array(), *o;
 	uint64_t cum = 0;
 	size_t i;
 
@@ -161,7 +320,7 @@ mxsched_metrics_json(struct mxsched *s)
 		    "count", (json_int_t)cum));
 	}
 	resolver_get_stats(s->res, &rs);
-	return json_pack(
+	o = json_pack(
 	    "{s:{s:o, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
 	    "s:{s:I, s:I, s:I, s:I, s:I}}",
 	    "recipients_per_transaction", "buckets", hist, "sum", (json_int_t)s->rpt_sum,
@@ -175,4 +334,6 @@ mxsched_metrics_json(struct mxsched *s)
 	    "dns", "requests", (json_int_t)rs.requests, "queries", (json_int_t)rs.queries_sent,
 	    "cache_hits", (json_int_t)rs.cache_hits, "cache_misses", (json_int_t)rs.cache_misses,
 	    "coalesced", (json_int_t)rs.coalesced);
+	json_object_set_new(o, "reputation", rep_stats_json(&s->rep->st));
+	return o;
 }

@@ -86,6 +86,127 @@ struct mset {                   /* one message's recipients ready at a site */
 };
 TAILQ_HEAD(mset_list, mset);
 
+struct site;
+struct mxsched;
+
+/* ---- reputation: adaptive throttle (pure arithmetic, mxsched_aimd.c) ----
+ * Per (source address, site): a throttling reply cuts the connections and
+ * the recipient rate allowed in half (not below 1 connection, nor below
+ * min_rate), at most once per AIMD_HOLD_MS; each clean transaction adds
+ * one connection and rate_step recipients/minute back, up to the shape. */
+#define AIMD_HOLD_MS 1000
+struct aimd {
+	double conns;               /* connections allowed, 1..max_conns */
+	double rate;                /* recipients/minute allowed; 0 = no limit */
+	double rate_step;           /* increase per clean transaction */
+	double rate_ceiling;        /* at or above this: the shape's rate again */
+	unsigned max_conns;
+	double max_rate;            /* the shape's rate; 0 = none */
+	double min_rate;            /* floor of a cut rate */
+	uint64_t cuts, last_cut_ms;
+};
+void aimd_init(struct aimd *a, unsigned max_conns, double max_rate,
+               double min_rate);
+/* a throttling reply at now; observed = recipients/minute sent lately.
+ * 1 if it cut, 0 if held (a cut happened less than AIMD_HOLD_MS ago) */
+int aimd_cut(struct aimd *a, double observed, uint64_t now);
+void aimd_raise(struct aimd *a);        /* one clean transaction */
+unsigned aimd_conns(const struct aimd *a);
+int aimd_at_floor(const struct aimd *a);
+int aimd_reduced(const struct aimd *a); /* below the shape in any way */
+
+/* token bucket of recipients (rate per minute; 0 = no limit) */
+struct tbucket {
+	double tokens;
+	uint64_t last_ms;
+};
+/* ms until a batch may start (0: now) */
+uint64_t tbucket_wait(struct tbucket *b, double rate, uint64_t now);
+void tbucket_take(struct tbucket *b, double rate, size_t n, uint64_t now);
+
+/* ---- reputation: source addresses and pools (mxsched_pool.c) ---- */
+struct bl_entry;                /* one (address, zone) of the DNSBL monitor */
+struct srcaddr {                /* one sending address of the config */
+	char *ip, *ehlo;
+	int family;
+	unsigned char bin[16];
+	struct bl_entry *bl;        /* one per zone (mxsched_dnsbl.c) */
+	unsigned listed;            /* zones listing it now */
+	uint64_t listed_since;
+	int suspended;              /* for every site: a listing, action suspend */
+	int released;               /* by hand or release_after, until delisted */
+	char reason[256];
+};
+struct pool_member {
+	struct srcaddr *a;
+	unsigned weight;
+};
+struct pool {
+	char *name;
+	struct pool_member *m;
+	size_t n;
+};
+/* Stable weighted choice (rendezvous hashing): the member of p with the
+ * highest weighted score for site_key, skipping those with skip[i] set;
+ * -1 if every member is skipped. The same key always gets the same
+ * member while the skip set is the same; about weight / sum of weights of
+ * all keys land on each member. */
+int pool_pick(const struct pool *p, const char *site_key, const int *skip);
+/* "ip=ehlo*weight, ..." -> members added to p (addresses interned in
+ * table). 0 ok, -1 with the reason in err. */
+int pool_parse(struct pool *p, const char *spec, struct smap *table,
+               char *err, size_t errlen);
+
+struct site_src {               /* one (source address, site) */
+	struct srcaddr *a;          /* NULL: no binding (no pool) */
+	struct aimd aimd;
+	uint64_t blocked_until;     /* reply-driven block; UINT64_MAX = by hand */
+	uint64_t blocked_since;
+	char reason[256];
+	uint64_t throttles, blocks;
+};
+
+struct rep_stats {
+	uint64_t checks, check_errors, listings, delistings, monitor_problems;
+	uint64_t reply_blocks, releases, throttle_cuts, address_moves;
+};
+struct dnsbl;
+struct rep {                    /* the scheduler's reputation state */
+	struct smap pools;          /* name -> pool */
+	struct smap addrs;          /* ip text -> srcaddr */
+	struct pool *default_pool;
+	int act_suspend;            /* [blocklists] action = suspend */
+	struct dnsbl *bl;
+	struct rep_stats st;
+};
+int rep_new(struct mxsched *s, char *err, size_t errlen);
+void rep_free(struct mxsched *s);
+/* the site's pool and sources (site creation; shape already set) */
+void rep_site_init(struct site *site, const char *pool_name);
+void rep_site_free(struct site *site);
+/* the source a new connection of the site uses now, -1: none usable */
+int rep_site_pick(struct site *site);
+/* none usable while pumping: the site waits for the first release */
+void rep_site_none(struct site *site);
+/* what a transaction's replies say about (source, site):
+ * rep_throttled: AIMD cut; 1 if it was at the floor already (then the
+ * caller suspends the site). rep_blocked: the pair is blocked; 1 if the
+ * site moved to another source or now waits, 0 if only alerted (no pool,
+ * or action = alert: the caller suspends the site as before). */
+int rep_throttled(struct site *site, int src, const char *why);
+int rep_blocked(struct site *site, int src, const char *why);
+void rep_clean(struct site *site, int src);
+/* usability of an address changed: every site re-picks and pumps */
+void rep_addr_changed(struct mxsched *s, struct srcaddr *a);
+int rep_release(struct mxsched *s, const char *ip, const char *site_key);
+double site_observed_rate(const struct site *site, uint64_t now);
+/* mxsched_dnsbl.c */
+struct dnsbl *dnsbl_new(struct mxsched *s, char *err, size_t errlen);
+void dnsbl_free(struct dnsbl *bl);
+struct json_t;
+struct json_t *dnsbl_json(const struct dnsbl *bl, const struct srcaddr *a);
+struct json_t *dnsbl_zones_json(const struct dnsbl *bl);
+
 struct batch;
 
 struct sconn {                  /* one connection of a site */
@@ -96,6 +217,7 @@ struct sconn {                  /* one connection of a site */
 	int closing;
 	struct batch *b;            /* transaction in flight, or NULL */
 	struct event *idle_timer;
+	int src;                    /* index in site->src */
 };
 TAILQ_HEAD(sconn_list, sconn);
 
@@ -127,6 +249,16 @@ struct site {
 	uint64_t delivered, bounced, deferred, txns, conns_opened;
 	uint64_t possibly_delivered, splits_452, splits_md;
 	uint64_t defer_recipient, defer_connection, defer_reputation;
+	/* reputation: source addresses and adaptive throttle */
+	struct pool *pool;          /* NULL: no source binding */
+	struct site_src *src;       /* one per pool member, or one unbound */
+	size_t n_src;
+	int cur_src;                /* in use now; -1: every one blocked */
+	int src_wait;               /* suspended because none is usable */
+	double max_rate;            /* the shape's recipients/minute, 0 = none */
+	struct tbucket bucket;
+	struct event *rate_timer;
+	uint64_t rate_win_start, rate_win_n, rate_prev_n;
 };
 
 struct pending_out;             /* outcomes on their way to the store */
@@ -153,6 +285,7 @@ struct mxsched {
 	struct pending_out *out;    /* outcomes being collected */
 	struct smap dsn_jobs;       /* msg idtext -> dsn_job of this round */
 	struct bounce_rules *rules; /* reply classification */
+	struct rep *rep;            /* pools, DNSBL monitor (mxsched_pool.c) */
 	uint64_t dsns;              /* DSNs queued */
 	int dead;                   /* freed; waiting for store callbacks */
 	uint32_t rng;

@@ -2,7 +2,10 @@
  * mxsched_site.c - sites: the shape in force, the ready queue of one mset
  * per message, batch cutting, the connection pool, and what replies do to
  * the site (learned recipient limit, multi_domain verdict, connection
- * pressure, suspension with exponential backoff).
+ * pressure, suspension with exponential backoff), and where reputation
+ * meets the pool: each connection is bound to the site's source address
+ * in use (mxsched_pool.c), batches wait for the adaptive rate's token
+ * bucket, and throttling / block-list replies go to mxsched_pool.c.
  *
  * A batch is one message x one site x up to the site's recipient limit,
  * and by default one recipient domain (multi_domain = deny); it references
@@ -29,6 +32,14 @@ struct batch {
 
 static void site_conn_open(struct site *site);
 static void conn_release(struct sconn *sc);
+
+/* what one transaction's replies said about us (not the recipients) */
+struct rep_verdict {
+	int throttled, blocked, other;
+	const char *why;            /* the first such reply's text */
+	size_t *held;               /* indexes of the recipients it concerns */
+	size_t n_held;
+};
 
 /* ---- the body, streamed from the store ---- */
 
@@ -67,12 +78,12 @@ md_parse(const char *v)
 
 /* site_shape - [site] pattern or provider entry; provider overrides apply
  * where the operator's config only has the "default" shape */
-static void
+static const char *
 site_shape(struct site *site, const struct resolve_result *res,
            const struct provider *prov)
 {
 	const struct config_site *cs;
-	const char *names[64], *v;
+	const char *names[64], *v, *pool;
 	size_t i, n = res->n_mx < 64 ? res->n_mx : 64;
 	unsigned long u;
 
@@ -85,6 +96,8 @@ site_shape(struct site *site, const struct resolve_result *res,
 	site->conn_age_ms = cs->connection_age_ms;
 	site->idle_ms = cs->idle_ms;
 	site->md = md_parse(cs->multi_domain);
+	site->max_rate = (double)cs->recipients_per_hour / 60.0;
+	pool = cs->pool;
 	if (smtpc_tls_policy_parse(cs->tls, &site->tls) < 0)
 		site->tls = SMTPC_TLS_MAY;
 	if (prov && strcasecmp(cs->pattern, "default") == 0) {
@@ -96,9 +109,14 @@ site_shape(struct site *site, const struct resolve_result *res,
 			site->max_conns = (unsigned)u;
 		if ((v = provider_option(prov, "recipients_per_transaction")) && (u = strtoul(v, NULL, 10)))
 			site->max_rcpt = (unsigned)u;
+		if ((v = provider_option(prov, "recipients_per_hour")) && (u = strtoul(v, NULL, 10)))
+			site->max_rate = (double)u / 60.0;
+		if ((v = provider_option(prov, "pool")) != NULL)
+			pool = v;
 	}
 	site->conn_limit = site->max_conns;
 	site->rcpt_limit = site->max_rcpt;
+	return pool;
 }
 
 static void
@@ -145,7 +163,51 @@ site_on_resume(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	site->suspended_until = 0;
+	site->src_wait = 0;
 	log_info(site->key, "suspension over: probing with one connection");
+}
+
+static void
+site_on_rate(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	site_pump(arg);
+}
+
+/* site_count_sent - recipients handed to transactions, for the observed
+ * rate (10 s windows) an adaptive cut starts from when no rate is set */
+static void
+site_count_sent(struct site *site, size_t n, uint64_t now)
+{
+	if (site->rate_win_start == 0 || now >= site->rate_win_start + 10000) {
+		site->rate_prev_n = site->rate_win_start && now < site->rate_win_start + 20000 ?
+		                    site->rate_win_n : 0;
+		site->rate_win_start = now;
+		site->rate_win_n = 0;
+	}
+	site->rate_win_n += n;
+}
+
+double
+site_observed_rate(const struct site *site, uint64_t now)
+{
+	uint64_t el;
+	double cur, prev;
+
+	if (site->rate_win_start == 0 || now < site->rate_win_start)
+		return 0;
+	el = now - site->rate_win_start;
+	cur = (double)site->rate_win_n * 60000.0 / (double)(el > 1000 ? el : 1000);
+	prev = el < 20000 ? (double)site->rate_prev_n * 6.0 : 0;
+	return cur > prev ? cur : prev;
+}
+
+/* site_rate - recipients per minute allowed now (0: no limit) */
+static double
+site_rate(const struct site *site)
+{
+	return site->cur_src >= 0 ? site->src[site->cur_src].aimd.rate : site->max_rate;
 }
 
 struct site *
@@ -153,6 +215,7 @@ site_get(struct mxsched *s, const struct resolve_result *res)
 {
 	struct site *site = smap_get(&s->sites, res->site_key);
 	const struct provider *prov;
+	const char *pool;
 
 	if (site == NULL) {
 		site = xcalloc(1, sizeof(*site));
@@ -162,8 +225,10 @@ site_get(struct mxsched *s, const struct resolve_result *res)
 		site->provider = prov ? xstrdup(provider_name(prov)) : NULL;
 		TAILQ_INIT(&site->ready);
 		TAILQ_INIT(&site->conns);
-		site_shape(site, res, prov);
+		pool = site_shape(site, res, prov);
 		site->resume_timer = event_new(s->base, -1, 0, site_on_resume, site);
+		site->rate_timer = event_new(s->base, -1, 0, site_on_rate, site);
+		rep_site_init(site, pool);
 		smap_put(&s->sites, site->key, site);
 		log_info(site->key, "new site%s%s: connections %u, recipients %u, "
 		         "messages/connection %u, multi_domain %s",
@@ -387,6 +452,8 @@ site_suspend_for(struct site *site, uint64_t d, const char *why)
 	site->suspended_until = now_ms() + d;
 	snprintf(site->reason, sizeof(site->reason), "site suspended: %s", why);
 	site->conn_limit = 1; /* the first connection after it is the probe */
+	if (site->cur_src >= 0)
+		site->src[site->cur_src].aimd.conns = 1;
 	log_warnx(site->key, "suspended for %llu s (level %u): %s",
 	          (unsigned long long)(d / 1000), site->backoff_level, why);
 	tv.tv_sec = (time_t)(d / 1000);
@@ -419,18 +486,21 @@ site_resume(struct site *site)
 	site->suspended_until = 0;
 	site->backoff_level = 0;
 	site->reason[0] = '\0';
-	site->conn_limit = site->max_conns;
+	site->src_wait = 0;
+	for (size_t i = 0; i < site->n_src; i++)
+		aimd_init(&site->src[i].aimd, site->max_conns, site->max_rate,
+		          (double)site->s->cfg->throttle_min_rate);
+	rep_site_pick(site);
 	log_info(site->key, "resumed by the operator");
 }
 
 /* site_recovered - a clean transaction: the backoff unwinds, and the
- * connection limit grows back by one towards the shape */
+ * source's limits grow back by one step towards the shape */
 static void
-site_recovered(struct site *site)
+site_recovered(struct site *site, int src)
 {
 	site->backoff_level = 0;
-	if (site->conn_limit < site->max_conns)
-		site->conn_limit++;
+	rep_clean(site, src);
 }
 
 /* ---- results ---- */
@@ -439,7 +509,7 @@ site_recovered(struct site *site)
 static void
 rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *rr,
             const struct smtpc_result *res, const char *tls,
-            struct rcpt **again, size_t *n_again)
+            struct rcpt **again, size_t *n_again, struct rep_verdict *v, size_t idx)
 {
 	struct mxsched *s = site->s;
 	struct sched_reply rp = { rr->code, rr->enhanced, rr->text, site,
@@ -464,12 +534,21 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 	c = sched_classify(s, BOUNCE_PHASE_ANY, rr->code, rr->enhanced, rr->text,
 	                   res->mx_host);
 	rp.category = bounce_category_name(c.cat);
-	if (c.sig == BOUNCE_SIG_REPUTATION) {
-		/* a block or rate limit is about us, not the address: the site
-		 * waits, the recipient keeps its attempts, even on a 5xx */
+	if (c.sig == BOUNCE_SIG_REPUTATION || c.cat == BOUNCE_CAT_THROTTLED ||
+	    c.cat == BOUNCE_CAT_BLOCKLISTED) {
+		/* a block or rate limit is about us, not the address: the
+		 * recipient keeps its attempts, even on a 5xx; what the site
+		 * does is decided once for the transaction (rep_apply) */
 		site->defer_reputation++;
-		site_suspend(site, rr->text);
-		sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until, &rp);
+		if (c.cat == BOUNCE_CAT_BLOCKLISTED)
+			v->blocked = 1;
+		else if (c.cat == BOUNCE_CAT_THROTTLED)
+			v->throttled = 1;
+		else
+			v->other = 1;
+		if (v->why == NULL)
+			v->why = rr->text;
+		v->held[v->n_held++] = idx;
 		return;
 	}
 	if (rr->status == SMTPC_RCPT_PERMFAIL) {
@@ -508,6 +587,44 @@ site_learn(struct site *site, const struct smtpc_result *res, size_t n_md)
 	}
 }
 
+/* rep_apply - what the transaction's throttling / block replies do:
+ * a block moves the site off that source (or suspends the site when it
+ * has no other, or the policy is alert); a rate limit cuts the source's
+ * adaptive limits (and suspends the site only when they are at their
+ * floor already); any other reputation reply suspends the site. The
+ * recipients concerned wait in memory for the next try, or on disk
+ * without spending an attempt while the site is suspended. */
+static void
+rep_apply(struct site *site, struct sconn *sc, struct batch *b,
+          const struct smtpc_result *res, const char *tls,
+          struct rep_verdict *v, struct rcpt **again, size_t *n_again)
+{
+	struct mxsched *s = site->s;
+	size_t i;
+
+	if (v->blocked) {
+		if (!rep_blocked(site, sc->src, v->why))
+			site_suspend(site, v->why);
+	} else if (v->throttled) {
+		if (rep_throttled(site, sc->src, v->why))
+			site_suspend(site, v->why);
+	} else {
+		site_suspend(site, v->why);
+	}
+	for (i = 0; i < v->n_held; i++) {
+		const struct smtpc_rcpt_result *rr = &res->rcpts[v->held[i]];
+		struct sched_reply rp = { rr->code, rr->enhanced, rr->text, site,
+		                          res->mx_host, res->mx_addr, tls,
+		                          v->blocked ? "blocklisted" : v->throttled ?
+		                          "throttled" : NULL };
+		if (site_suspended(site, now_ms()))
+			sched_outcome(s, b->r[v->held[i]], QUEUE_OUT_REDEFER,
+			              site->suspended_until, &rp);
+		else
+			again[(*n_again)++] = b->r[v->held[i]];
+	}
+}
+
 static void
 conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
 {
@@ -516,6 +633,7 @@ conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
 	struct batch *b = sc->b;
 	const char *tls = res->tls_proto && *res->tls_proto ? res->tls_proto : NULL;
 	struct rcpt **again = xcalloc(b->n, sizeof(*again));
+	struct rep_verdict v = { .held = xcalloc(b->n, sizeof(size_t)) };
 	size_t i, n_again = 0, n_md = 0;
 
 	(void)c;
@@ -525,12 +643,15 @@ conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
 	for (i = 0; i < b->n; i++) {
 		if (res->rcpts[i].status == SMTPC_RCPT_RETRY_NOW && res->rcpts[i].multi_domain)
 			n_md++;
-		rcpt_result(site, b->r[i], &res->rcpts[i], res, tls, again, &n_again);
+		rcpt_result(site, b->r[i], &res->rcpts[i], res, tls, again, &n_again, &v, i);
 	}
 	site_learn(site, res, n_md);
-	if (res->n_delivered > 0)
-		site_recovered(site);
+	if (v.n_held > 0)
+		rep_apply(site, sc, b, res, tls, &v, again, &n_again);
+	else if (res->n_delivered > 0)
+		site_recovered(site, sc->src);
 	batch_requeue(site, again, n_again);
+	free(v.held);
 	free(again);
 	batch_free(b);
 	sched_flush(site->s);
@@ -543,13 +664,34 @@ conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
 	site_pump(site);
 }
 
+/* site_rate_wait - 1 if the adaptive rate holds batches back now; the
+ * site is pumped again when a recipient may go */
+static int
+site_rate_wait(struct site *site, uint64_t now)
+{
+	uint64_t wait = tbucket_wait(&site->bucket, site_rate(site), now);
+	struct timeval tv;
+
+	if (wait == 0)
+		return 0;
+	if (!evtimer_pending(site->rate_timer, NULL)) {
+		tv.tv_sec = (time_t)(wait / 1000);
+		tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+		event_add(site->rate_timer, &tv);
+	}
+	return 1;
+}
+
 /* conn_send - the next batch on an idle connection; 0 if none was sent */
 static int
 conn_send(struct sconn *sc)
 {
 	struct site *site = sc->site;
+	uint64_t now = now_ms();
 	struct batch *b;
 
+	if (site_rate_wait(site, now))
+		return 0;
 	while ((b = batch_take(site)) != NULL) {
 		if (batch_prepare(b) == 0)
 			break;
@@ -563,6 +705,8 @@ conn_send(struct sconn *sc)
 	}
 	if (b == NULL)
 		return 0;
+	tbucket_take(&site->bucket, site_rate(site), b->n, now);
+	site_count_sent(site, b->n, now);
 	sc->b = b;
 	if (smtpc_conn_send(sc->c, &b->sb, conn_on_done, sc) < 0) {
 		sc->b = NULL;
@@ -602,20 +746,25 @@ conn_on_ready(struct smtpc_conn *c, void *arg)
 	site_pump(sc->site);
 }
 
-/* conn_failed - a connection that never became ready */
+/* conn_failed - a connection that never became ready: a refusing
+ * greeting may be a throttle (fewer connections from that source) or a
+ * block of the source (another source of the pool takes over) */
 static void
-conn_failed(struct site *site, const struct smtpc_conn_info *info)
+conn_failed(struct site *site, int src, const struct smtpc_conn_info *info)
 {
 	const char *why = info->reason && *info->reason ? info->reason :
 	                  smtpc_error_name(info->error);
+	struct bounce_class bc = { 0 };
 
-	if (info->error == SMTPC_ERR_GREETING &&
-	    sched_classify(site->s, BOUNCE_PHASE_GREETING, 421, NULL, why,
-	                   info->mx_host).sig == BOUNCE_SIG_CONNECTION) {
-		site->conn_limit = site->conn_limit > 1 ? site->conn_limit / 2 : 1;
-		log_warnx(site->key, "connection pressure: limit now %u (%s)",
-		          site->conn_limit, why);
-	}
+	if (info->error == SMTPC_ERR_GREETING)
+		bc = sched_classify(site->s, BOUNCE_PHASE_GREETING, 421, NULL, why,
+		                    info->mx_host);
+	if (info->error == SMTPC_ERR_GREETING && bc.cat == BOUNCE_CAT_BLOCKLISTED &&
+	    rep_blocked(site, src, why))
+		return; /* moved to another source, or waiting for one */
+	if (info->error == SMTPC_ERR_GREETING && (bc.sig == BOUNCE_SIG_CONNECTION ||
+	    bc.cat == BOUNCE_CAT_THROTTLED))
+		rep_throttled(site, src, why);
 	if (site->n_conns == 0)
 		site_suspend(site, why); /* nothing reaches it: wait, then probe */
 }
@@ -632,8 +781,8 @@ conn_on_closed(struct smtpc_conn *c, void *arg)
 		site->n_connecting--;
 	site->n_conns--;
 	TAILQ_REMOVE(&site->conns, sc, link);
-	if (!was_ready && !site->s->stopping)
-		conn_failed(site, info);
+	if (!was_ready && !site->s->stopping && sc->src < (int)site->n_src)
+		conn_failed(site, sc->src, info);
 	conn_release(sc);
 	sched_flush(site->s);
 	site_pump(site);
@@ -655,8 +804,11 @@ site_conn_open(struct site *site)
 	struct smtpc_dest d = { .site = site->key, .mx = site->mx, .n_mx = site->n_mx };
 	static const struct smtpc_conn_cbs cbs = { conn_on_ready, conn_on_closed };
 	struct sconn *sc = xcalloc(1, sizeof(*sc));
+	const struct srcaddr *a = site->src[site->cur_src].a;
 
-	o.ehlo_name = s->ehlo;
+	o.ehlo_name = a && a->ehlo ? a->ehlo : s->ehlo;
+	o.source_addr = a ? a->ip : NULL;
+	sc->src = site->cur_src;
 	o.port = (int)s->cfg->smtp_port;
 	o.tls = site->tls;
 	o.tls_ctx = s->tls;
@@ -686,35 +838,61 @@ batches_ready(const struct site *site)
 	return n;
 }
 
-/* site_pump - send ready batches on idle connections; open connections
- * on demand, never more than batches waiting nor than the site's limit */
+/* site_idle_close - whether an idle ready connection should go now */
+static int
+site_idle_close(const struct site *site, const struct sconn *sc, int suspended,
+                unsigned *excess)
+{
+	if (site->s->stopping || suspended || site->idle_ms == 0 ||
+	    sc->src != site->cur_src)
+		return 1;
+	if (*excess > 0) {          /* above an adaptive limit just cut */
+		(*excess)--;
+		return 1;
+	}
+	return 0;
+}
+
+/* site_pump - send ready batches on idle connections of the source in
+ * use; open connections on demand, never more than batches waiting nor
+ * than the adaptive limit, and only while the rate lets a batch go */
 void
 site_pump(struct site *site)
 {
 	struct sconn *sc;
 	struct timeval tv;
-	int suspended;
+	unsigned busy = 0, excess;
+	int suspended = site_suspended(site, now_ms());
 
-	TAILQ_FOREACH(sc, &site->conns, link) {
-		if (site->n_ready == 0)
-			break;
-		if (sc->ready && !sc->closing && sc->b == NULL)
-			conn_send(sc);
+	if (!suspended && site->n_ready > 0 && rep_site_pick(site) < 0) {
+		rep_site_none(site); /* every source blocked: the site waits */
+		suspended = site_suspended(site, now_ms());
 	}
-	while (site->n_ready > 0 && !site->s->stopping &&
-	       !site_suspended(site, now_ms()) &&
-	       site->n_conns < site->conn_limit &&
-	       site->n_connecting < batches_ready(site))
+	TAILQ_FOREACH(sc, &site->conns, link)
+		busy += sc->b != NULL;
+	TAILQ_FOREACH(sc, &site->conns, link) {
+		if (site->n_ready == 0 || busy >= site->conn_limit)
+			break;
+		if (sc->ready && !sc->closing && sc->b == NULL && sc->src == site->cur_src)
+			busy += conn_send(sc);
+	}
+	while (site->n_ready > 0 && !site->s->stopping && !suspended &&
+	       site->cur_src >= 0 && site->n_conns < site->conn_limit &&
+	       site->n_connecting < batches_ready(site) &&
+	       !site_rate_wait(site, now_ms()))
 		site_conn_open(site);
-	suspended = site_suspended(site, now_ms());
+	excess = site->n_conns > site->conn_limit ? site->n_conns - site->conn_limit : 0;
 	TAILQ_FOREACH(sc, &site->conns, link) {
 		if (sc->ready && !sc->closing && sc->b == NULL &&
-		    !evtimer_pending(sc->idle_timer, NULL)) {
-			if (site->s->stopping || suspended || site->idle_ms == 0) {
+		    (!evtimer_pending(sc->idle_timer, NULL) || sc->src != site->cur_src ||
+		     excess > 0)) {
+			if (site_idle_close(site, sc, suspended, &excess)) {
 				sc->closing = 1;
 				smtpc_conn_close(sc->c);
 				continue;
 			}
+			if (evtimer_pending(sc->idle_timer, NULL))
+				continue;
 			tv.tv_sec = (time_t)(site->idle_ms / 1000);
 			tv.tv_usec = (suseconds_t)(site->idle_ms % 1000) * 1000;
 			event_add(sc->idle_timer, &tv);
@@ -769,6 +947,8 @@ site_free(struct site *site)
 		mset_free(site, ms);
 	}
 	event_free(site->resume_timer);
+	event_free(site->rate_timer);
+	rep_site_free(site);
 	site_mx_free(site);
 	free(site->provider);
 	free(site->key);
