@@ -124,7 +124,7 @@ void
 ctl_print_kv(json_t *o, int indent)
 {
 	const char *k;
-	json_t *v;
+	json_t *v, *e;
 	size_t i;
 
 	json_object_foreach(o, k, v) {
@@ -133,9 +133,9 @@ ctl_print_kv(json_t *o, int indent)
 			ctl_print_kv(v, indent + 2);
 		} else if (json_is_array(v) && json_array_size(v) && json_is_object(json_array_get(v, 0))) {
 			printf("%*s%s:\n", indent, "", k);
-			json_array_foreach(v, i, o) {
+			json_array_foreach(v, i, e) {
 				printf("%*s-\n", indent + 2, "");
-				ctl_print_kv(o, indent + 4);
+				ctl_print_kv(e, indent + 4);
 			}
 		} else {
 			char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);

@@ -507,6 +507,51 @@ class DeliveryTest(unittest.TestCase):
         st, res = self.d.admin("GET", "/v1/events?since=1-2-3")  # unknown file
         self.assertTrue(res["reset"])
 
+    def ctl(self, *args, expect=0):
+        if not os.path.exists(CTL):
+            self.skipTest("mxbatchctl not built")
+        p = subprocess.run([CTL, "-c", self.d.config_path] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, expect, (args, p.stdout, p.stderr))
+        return p.stdout, p.stderr
+
+    def test_cli_sites_and_events(self):
+        self.start()
+        if not os.path.exists(CTL):
+            self.skipTest("mxbatchctl not built")
+        follow = subprocess.Popen([CTL, "-c", self.d.config_path, "events", "--follow",
+                                   "--terminal", "--json", "--since", "end"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True)
+        self.addCleanup(lambda: (follow.poll() is None and follow.kill(),
+                                 follow.wait(), follow.stdout.close()))
+        time.sleep(0.5)
+        rc = ["c%d@batch.test" % j for j in range(3)]
+        self.assertEqual(self.d.submit("s@src.test", rc, BODY), {})
+        self.wait_empty()
+        seen = [json.loads(follow.stdout.readline())["recipient"] for _ in rc]
+        self.assertEqual(sorted(seen), rc)
+
+        out, err = self.ctl("events", "--terminal", "--json")
+        self.assertEqual(sorted(json.loads(l)["recipient"] for l in out.splitlines()), rc)
+        cursor = re.search(r"cursor (\S+)", err).group(1)
+        out, _ = self.ctl("events", "--since", cursor)
+        self.assertEqual(out, "")
+
+        out, _ = self.ctl("sites")
+        site = json.loads(self.ctl("--json", "sites")[0])["sites"][0]["site"]
+        self.assertIn(site, out)
+        out, _ = self.ctl("site", site)
+        self.assertIn(self.IP, out)
+        out, _ = self.ctl("suspend", site, "--for", "10m", "--reason", "cli test")
+        self.assertIn("suspend", out)
+        out, _ = self.ctl("sites")
+        self.assertRegex(out, r"suspended: .*cli test")
+        self.ctl("resume", site)
+        self.ctl("retry-site", site)
+        out, _ = self.ctl("sites")
+        self.assertIn("active", out)
+
     def test_hold_then_release_during_delivery(self):
         self.start({"delay_ms": {"dot": 1500}})
         rc = ["h%d@batch.test" % j for j in range(10)]
