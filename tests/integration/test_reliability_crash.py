@@ -27,6 +27,7 @@ import unittest
 from world import World, tool_path, wait_until
 
 N_DOMAINS = 6
+SLACK_MS = 1000
 
 
 class UnixSMTP(smtplib.SMTP):
@@ -185,12 +186,23 @@ def crash_run(tc, kills=10, clients=2, seed=None, min_gap=0.2, max_gap=1.5,
                 deliveries.setdefault(rc["to"], []).append(t["time_ms"])
     lost = sorted(a for a in acked if a not in deliveries and a not in queued)
     dups = {a: ts for a, ts in deliveries.items() if len(ts) > 1}
-    unexplained = []
+    # A duplicate needs a kill between its deliveries. The sink stamps a
+    # transaction with the time it read MAIL, which can be a little after
+    # the kill: a small body goes out as one pipelined MAIL/RCPT/BDAT LAST
+    # write that the sink processes after the sender died. SLACK_MS allows
+    # for that lag; how many duplicates needed it is reported.
+    unexplained, lagged = [], 0
     for a, ts in dups.items():
         ts = sorted(ts)
         for t1, t2 in zip(ts, ts[1:]):
-            if not any(t1 <= k <= t2 for k in kill_times):
-                unexplained.append((a, t1, t2))
+            if any(t1 <= k <= t2 for k in kill_times):
+                continue
+            near = [t1 - k for k in kill_times if t1 - SLACK_MS <= k <= t2]
+            if near:
+                lagged += 1
+            else:
+                unexplained.append((a, t1, t2, min((abs(t1 - k) for k in kill_times),
+                                                   default=None)))
     report = {
         "seed": seed, "kills": len(kill_times),
         "acked": len(acked),
@@ -200,6 +212,7 @@ def crash_run(tc, kills=10, clients=2, seed=None, min_gap=0.2, max_gap=1.5,
         "lost": len(lost),
         "duplicates": len(dups),
         "extra_deliveries": sum(len(v) - 1 for v in dups.values()),
+        "duplicates_lagged": lagged,
         "unacked_delivered": sum(1 for a in deliveries if a not in acked),
         "client_failures": sum(c.failures for c in cl),
         "refusals": len(refusals),
