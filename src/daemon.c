@@ -52,6 +52,8 @@ struct daemon {
 #endif
 #ifdef MXB_HAVE_API
 	struct smtpd *smtpd;
+	struct admin *admin;
+	struct admin_sched_ops admin_ops;
 #endif
 #ifdef MXB_HAVE_MXSCHED
 	struct mxsched *sched;
@@ -212,6 +214,30 @@ drop_privileges(struct daemon *d)
 	return 0;
 }
 
+#if defined(MXB_HAVE_API) && defined(MXB_HAVE_MXSCHED)
+/* ---- the scheduler's side of the admin API (src/api never includes
+ * mxsched.h: these adapters are the only bridge) ---- */
+static struct json_t *ops_sites(void *c) { return mxsched_sites_json(c); }
+static struct json_t *ops_site(void *c, const char *k) { return mxsched_site_json(c, k); }
+static int ops_suspend(void *c, const char *k, uint64_t ms, const char *why)
+{
+	return mxsched_site_suspend(c, k, ms, why);
+}
+static int ops_resume(void *c, const char *k) { return mxsched_site_resume(c, k); }
+static int ops_retry(void *c, const char *k) { return mxsched_site_retry_now(c, k); }
+static struct json_t *ops_metrics(void *c) { return mxsched_metrics_json(c); }
+
+static const struct admin_sched_ops *
+admin_ops(struct daemon *d)
+{
+	d->admin_ops = (struct admin_sched_ops){ NULL, ops_sites, ops_site, ops_suspend,
+	                                        ops_resume, ops_retry, ops_metrics };
+	return &d->admin_ops; /* ctx is set once the scheduler exists */
+}
+#elif defined(MXB_HAVE_API)
+static const struct admin_sched_ops *admin_ops(struct daemon *d) { (void)d; return NULL; }
+#endif
+
 static int
 modules_start(struct daemon *d)
 {
@@ -234,6 +260,13 @@ modules_start(struct daemon *d)
 		log_errx("-", "submission: %s", err);
 		return -1;
 	}
+	/* bound before privileges go; no request is served before the loop
+	 * runs, by when the scheduler behind the ops exists */
+	d->admin = admin_start(d->base, d->cfg, d->queue, admin_ops(d), err, sizeof(err));
+	if (d->admin == NULL) {
+		log_errx("-", "admin API: %s", err);
+		return -1;
+	}
 #endif
 	if (drop_privileges(d) < 0)
 		return -1;
@@ -243,6 +276,9 @@ modules_start(struct daemon *d)
 		log_errx("-", "scheduler: %s", err);
 		return -1;
 	}
+#ifdef MXB_HAVE_API
+	d->admin_ops.ctx = d->sched;
+#endif
 #endif
 	return 0;
 }
@@ -266,6 +302,8 @@ modules_stop_accepting(struct daemon *d)
 #ifdef MXB_HAVE_API
 	if (d->smtpd)
 		smtpd_stop_accepting(d->smtpd);
+	if (d->admin)
+		admin_stop(d->admin);
 #endif
 #ifdef MXB_HAVE_MXSCHED
 	if (d->sched)
@@ -277,6 +315,9 @@ static void
 modules_free(struct daemon *d)
 {
 	(void)d;
+#ifdef MXB_HAVE_API
+	admin_free(d->admin);
+#endif
 #ifdef MXB_HAVE_MXSCHED
 	mxsched_free(d->sched);
 #endif
