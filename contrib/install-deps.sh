@@ -4,7 +4,7 @@
 # Run as root (or through sudo).
 set -eu
 
-PKGS="build-essential cmake pkg-config git python3 openssl ca-certificates librocksdb-dev libc-ares-dev libevent-dev libssl-dev libcmocka-dev libinih-dev libjansson-dev libidn2-dev libcrypt-dev dnsmasq-base swaks procps curl clang-14 libclang-rt-14-dev"
+PKGS="build-essential cmake pkg-config git python3 openssl ca-certificates librocksdb-dev libc-ares-dev libevent-dev libssl-dev libcmocka-dev libinih-dev libjansson-dev libidn2-dev libcrypt-dev dnsmasq-base swaks procps curl clang-14 libclang-rt-14-dev valgrind"
 
 missing=""
 for p in $PKGS; do

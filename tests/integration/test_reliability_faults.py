@@ -294,6 +294,30 @@ class TestDns(unittest.TestCase):
         self.assertEqual(delivery_events(self.d, "Bounce"), [])
 
 
+class TestDnsAnswers(unittest.TestCase):
+
+    @unittest.skipUnless(os.environ.get("MXB_OPEN_BUGS"), "open bug: a CNAME "
+                         "domain without MX is deferred forever (MXB_OPEN_BUGS=1 "
+                         "runs it)")
+    def test_cname_domain_without_mx_uses_the_implicit_mx(self):
+        """OPEN BUG (found by tests/fuzz/fuzz_dns_answer): for a domain that
+        is a CNAME to a host with only an A record, the MX answer is NOERROR
+        with just the CNAME; c-ares 1.18 parses it as success with no MX,
+        dns_parse_mx (src/mxsched/dns.c) returns DNS_OK with n == 0, and the
+        resolver defers "451 4.4.4 No address for any MX host of alias.test
+        ((null): (null))" on every attempt instead of using the implicit MX
+        (RFC 5321 5.1). Expected: DNS_NODATA, delivery to host.test's A."""
+        w = World(self)
+        w.dns.add_cname("alias.test", "host.test")
+        w.dns.add_a("host.test", "127.0.1.111")
+        w.dns.start()
+        sink = w.sink("127.0.1.111")
+        d = w.daemon({"delivery": {"retry_schedule": "1s"}})
+        d.submit("s@src.test", ["x@alias.test"], BODY)
+        wait_until(lambda: "x@alias.test" in sink.delivered(), timeout=20,
+                   what="delivery through the implicit MX of the CNAME target")
+
+
 class TestBadSites(unittest.TestCase):
 
     def setUp(self):
