@@ -164,6 +164,7 @@ struct queue_writer;
 #define SMTPD_AUTH_FAIL_WINDOW_MS (10 * 60 * 1000ull) /* ... per 10 minutes */
 #define SMTPD_HDR_MAX (64 * 1024)  /* header bytes scanned for Message-ID/Date */
 #define SMTPD_READ_HIGH (256 * 1024) /* input buffered per session at most */
+#define SMTPD_WRITE_HIGH (256 * 1024) /* replies the client left unread, at most */
 #define SMTPD_BACKLOG_MAX (64ull << 20) /* store backlog that pauses message input */
 #define SMTPD_THROTTLE_MS 10       /* re-check of a paused session */
 
@@ -307,6 +308,7 @@ int smtpd_io_tls(struct smtpd_session *s);
 void smtpd_io_reading(struct smtpd_session *s, int on);
 int smtpd_io_flush(struct smtpd_session *s);
 int smtpd_io_idle(struct smtpd_session *s);
+size_t smtpd_io_pending(struct smtpd_session *s); /* output bytes not yet sent */
 const char *smtpd_io_tls_info(struct smtpd_session *s, char *buf, size_t len);
 void smtpd_io_free(struct smtpd_session *s);
 void smtpd_txn_reset(struct smtpd_session *s);

@@ -177,12 +177,17 @@ smtpd_io_flush(struct smtpd_session *s)
 	return plain_write(s);
 }
 
+size_t
+smtpd_io_pending(struct smtpd_session *s)
+{
+	return evbuffer_get_length(s->out) +
+	       (s->bev ? evbuffer_get_length(bufferevent_get_output(s->bev)) : 0);
+}
+
 int
 smtpd_io_idle(struct smtpd_session *s)
 {
-	if (evbuffer_get_length(s->out) > 0)
-		return 0;
-	return s->bev == NULL || evbuffer_get_length(bufferevent_get_output(s->bev)) == 0;
+	return smtpd_io_pending(s) == 0;
 }
 
 const char *

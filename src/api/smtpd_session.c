@@ -132,12 +132,14 @@ flush_out(struct smtpd_session *s)
 		tls_switch(s);
 }
 
-/* want_input - read from the client now? (bounded input, paused states) */
+/* want_input - read from the client now? Not in paused states, and not
+ * while its unread input or our unread replies are at their bounds */
 static int
 want_input(struct smtpd_session *s)
 {
 	return s->state != SS_CLOSING && s->state != SS_TLS_WAIT && !s->throttled &&
-	       s->in && evbuffer_get_length(s->in) < SMTPD_READ_HIGH;
+	       s->in && evbuffer_get_length(s->in) < SMTPD_READ_HIGH &&
+	       smtpd_io_pending(s) < SMTPD_WRITE_HIGH;
 }
 
 /* session_finish - end of every top-level callback: flush, free or re-arm */

@@ -172,19 +172,23 @@ class SmtpdCase(unittest.TestCase):
 
 class TestAccept(SmtpdCase):
 
-    def test_smtplib_unix_one_write_many_recipients(self):
-        rcpts = ["user%d@domain%d.example" % (i, i % 7) for i in range(10000)]
+    def test_smtplib_unix_and_a_pipelined_10000_recipient_batch(self):
         with UnixSMTP(self.sock) as c:
             c.ehlo("router.test")
             self.assertIn("pipelining", c.esmtp_features)
             self.assertIn("chunking", c.esmtp_features)
-            refused = c.sendmail("bulk@example.com", rcpts, BODY,
-                                 mail_options=["RET=HDRS", "ENVID=job+2B42"],
-                                 rcpt_options=["NOTIFY=FAILURE,DELAY",
-                                               "ORCPT=rfc822;x+40y.example"])
-            self.assertEqual(refused, {})
-        msgs = spool_messages(self.d)
-        self.assertEqual(len(msgs), 1)
+            self.assertEqual(c.sendmail("one@example.com", ["one@example.net"], BODY), {})
+        rcpts = ["user%d@domain%d.example" % (i, i % 7) for i in range(10000)]
+        r = self.ehlo()
+        r.send(b"MAIL FROM:<bulk@example.com> RET=HDRS ENVID=job+2B42\r\n" +
+               b"".join(b"RCPT TO:<%s> NOTIFY=FAILURE,DELAY ORCPT=rfc822;x+40y.example\r\n"
+                        % a.encode() for a in rcpts) + b"DATA\r\n")
+        codes = [r.reply()[0] for _ in range(len(rcpts) + 2)]
+        self.assertEqual(codes, [250] * (len(rcpts) + 1) + [354])
+        r.send(BODY + b".\r\n")
+        self.assertEqual(r.reply()[0], 250)
+        msgs = [m for m in spool_messages(self.d) if m["sender"] == "bulk@example.com"]
+        self.assertEqual(len(msgs), 1)   # one message, one body, 10,000 recipients
         m = msgs[0]
         self.assertEqual(m["sender"], "bulk@example.com")
         self.assertEqual(m["listener"], "routing")
