@@ -169,6 +169,38 @@ class AuthAndInputTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertIsNone(self.d.proc.poll())
 
+    def test_long_polls_bounded_and_abandoned_clients(self):
+        import socket
+        req = ("GET /v1/events?since=end&timeout=3 HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % self.d.admin_token()).encode()
+        socks = []
+        try:
+            for i in range(70):
+                s = socket.create_connection(("127.0.0.1", self.d.admin_port), timeout=10)
+                s.sendall(req)
+                socks.append(s)
+            time.sleep(0.5)
+            refused = 0
+            for s in socks[64:]:  # beyond the bound: answered at once
+                self.assertIn(b" 503 ", s.recv(4096))
+                refused += 1
+            self.assertEqual(refused, 6)
+            for s in socks[:32]:  # clients that give up while waiting
+                s.close()
+            for s in socks[32:64]:  # the others get an empty answer in time
+                data = s.recv(4096)
+                self.assertIn(b" 200 ", data)
+        finally:
+            for s in socks:
+                s.close()
+        with socket.create_connection(("127.0.0.1", self.d.admin_port), timeout=10) as s:
+            s.sendall(b"\x16\x03\x01 garbage that is not HTTP\r\n\r\n")
+            s.recv(4096)
+        st, res = self.d.admin("GET", "/v1/health")
+        self.assertEqual(st, 200)
+        st, res = self.d.admin("GET", "/v1/events?since=end&timeout=1")
+        self.assertEqual((st, res["events"]), (200, []))
+
     def test_not_yet_available_endpoints_say_so(self):
         st, res = self.d.admin("GET", "/v1/suppressions")
         self.assertEqual(st, 501)
