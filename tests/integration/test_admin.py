@@ -584,6 +584,30 @@ class DeliveryTest(unittest.TestCase):
         out, _ = self.ctl("sites")
         self.assertIn("active", out)
 
+    def test_retry_now_of_a_deferred_message(self):
+        self.start({"rcpt_rules": [{"match": "later", "reply": "451 4.2.0 try later"}]},
+                   {"delivery": {"retry_schedule": "1h"}})
+        self.assertEqual(self.d.submit("s@src.test", ["later@batch.test", "now@batch.test"],
+                                       BODY), {})
+        mid = ids_of(self.d)[0]
+
+        def deferred():
+            st, m = self.d.admin("GET", "/v1/messages/" + mid)
+            return st == 200 and [r for r in m["recipients"] if r["state"] == "deferred"]
+        rc = world.wait_until(deferred, timeout=20, what="a deferred recipient")
+        self.assertEqual([r["address"] for r in rc], ["later@batch.test"])
+        self.assertEqual(rc[0]["last_reply"]["code"], 451)
+        self.assertEqual(rc[0]["attempts"], 1)
+        self.assertEqual(ids_of(self.d, state="deferred"), [mid])
+        st, q = self.d.admin("GET", "/v1/queue?x=1")
+        self.assertEqual(q["recipients"]["deferred"], 1)
+        self.sink.reconfigure({})
+        st, res = self.d.admin("POST", "/v1/messages/%s/retry-now" % mid)
+        self.assertEqual((st, res["recipients"]), (200, 1))
+        q = self.wait_empty(timeout=20)
+        self.assertEqual(sorted(self.sink.delivered()), ["later@batch.test", "now@batch.test"])
+        self.assertEqual(q["totals"]["delivered"], 2)
+
     def test_hold_then_release_during_delivery(self):
         self.start({"delay_ms": {"dot": 1500}})
         rc = ["h%d@batch.test" % j for j in range(10)]
