@@ -111,6 +111,8 @@ queue_opts_defaults(struct queue_opts *o)
 		o->max_message_size = 50ull << 20;
 	if (o->max_round_bytes == 0)
 		o->max_round_bytes = 2ull << 20;
+	if (o->min_free_bytes == 0)
+		o->min_free_bytes = 64ull << 20;
 }
 
 static struct queue *

@@ -69,6 +69,10 @@ struct queue_opts {
 	                            * round; 0 = 2 MiB */
 	int body_blob_files;       /* 1: body chunks in RocksDB blob files */
 	int read_only_check;       /* reserved, 0 */
+	/* Refuse new message bodies (QUEUE_EDISKFULL, before RocksDB sees an
+	 * ENOSPC) while the spool's filesystem has less free space than this;
+	 * outcomes and deletions still go through. 0 = 64 MiB. */
+	uint64_t min_free_bytes;
 };
 
 /* Open (or create) the spool at o->path and run recovery: in-flight

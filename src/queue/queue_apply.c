@@ -249,6 +249,10 @@ apply_chunk(struct qround *r, struct qop *op)
 	unsigned char k[QK_BODY_LEN];
 
 	op->st = qfail_find(r->q, op->id, 0);
+	if (op->st == QUEUE_OK && r->q->space_low) {
+		op->st = QUEUE_EDISKFULL; /* its commit will fail too */
+		qfail_add(r->q, op->id, op->st);
+	}
 	if (op->st != QUEUE_OK)
 		return;
 	qk_body(k, op->id, op->chunk_no);
@@ -259,6 +263,22 @@ apply_chunk(struct qround *r, struct qop *op)
 	}
 }
 
+/* commit_drop_chunks - a refused commit leaves none of its body */
+static void
+commit_drop_chunks(struct qround *r, struct qop *op)
+{
+	unsigned char k[QK_BODY_LEN];
+
+	if (op->chunk_no == 0)
+		return;
+	for (uint32_t c = 0; c < op->chunk_no; c++) {
+		qk_body(k, op->id, c);
+		wdel(r, QCF_BODY, k, sizeof(k));
+	}
+	qk_msg(k, op->id);
+	wdel(r, QCF_INCOMING, k, QK_MSG_LEN);
+}
+
 static void
 apply_commit(struct qround *r, struct qop *op)
 {
@@ -266,8 +286,12 @@ apply_commit(struct qround *r, struct qop *op)
 	int held = (op->env.flags & QUEUE_MSG_HELD) != 0;
 
 	op->st = qfail_find(r->q, op->id, 1);
-	if (op->st != QUEUE_OK)
+	if (op->st == QUEUE_OK && r->q->space_low)
+		op->st = QUEUE_EDISKFULL;
+	if (op->st != QUEUE_OK) {
+		commit_drop_chunks(r, op); /* what was streamed before */
 		return;
+	}
 	if (op->len > 0) {
 		qk_body(k, op->id, op->chunk_no);
 		wput(r, QCF_BODY, k, sizeof(k), op->data, op->len);

@@ -171,6 +171,7 @@ struct queue {
 	struct qrcache *rc;
 	struct queue_counters cnt;      /* working copy */
 	uint64_t last_reopen_ms;
+	int space_low;                  /* free space < min_free_bytes */
 
 	uint64_t due_inserted_min;      /* earliest due key written (lock) */
 

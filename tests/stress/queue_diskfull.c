@@ -1,11 +1,14 @@
 /*
  * queue_diskfull.c - disk-full test of the message store (src/queue).
  *
- * The spool lives on a small filesystem that runs out of space: a 24 MiB
+ * The spool lives on a small filesystem that runs out of space: a 32 MiB
  * tmpfs mounted in a private mount namespace of a child process (so the
- * mount disappears with the child, whatever happens to it), or, when that
- * is impossible (not root), a file-size limit (RLIMIT_FSIZE, EFBIG). The
- * child submits 100 KiB messages until a round fails and checks that:
+ * mount disappears with the child, whatever happens to it), where the
+ * store's free-space check (min_free_bytes = 8 MiB) refuses new messages
+ * before RocksDB meets ENOSPC; or a file-size limit (RLIMIT_FSIZE, EFBIG:
+ * with --rlimit, or when not root), where RocksDB's write itself fails and
+ * the store reopens it. The child submits 100 KiB messages until a round
+ * fails and checks that:
  *   - the failing submissions get QUEUE_EDISKFULL (the SMTP server answers
  *     452 4.3.1), not a hang and not a crash;
  *   - nothing of the failed messages is visible, every acknowledged one is
@@ -129,7 +132,8 @@ static struct queue *
 open_q(struct t *t)
 {
 	struct queue_opts o = { .path = t->spool, .cache_bytes = 4 << 20,
-	                        .memtable_bytes = 8 << 20 };
+	                        .memtable_bytes = 8 << 20,
+	                        .min_free_bytes = 8 << 20 };
 	char err[512];
 	struct queue *q = queue_open(t->base, &o, err, sizeof(err));
 
@@ -253,7 +257,7 @@ child_run(struct t *t)
 	return t->failures ? 1 : 0;
 }
 
-/* setup_tmpfs - private namespace + 24 MiB tmpfs + 6 MiB ballast */
+/* setup_tmpfs - private namespace + 32 MiB tmpfs + 8 MiB ballast */
 static int
 setup_tmpfs(struct t *t)
 {
@@ -262,11 +266,11 @@ setup_tmpfs(struct t *t)
 
 	if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
 	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("tmpfs", t->dir, "tmpfs", 0, "size=24m,mode=0700") < 0)
+	    mount("tmpfs", t->dir, "tmpfs", 0, "size=32m,mode=0700") < 0)
 		return -1;
 	snprintf(t->ballast, sizeof(t->ballast), "%s/ballast", t->dir);
 	fd = open(t->ballast, O_WRONLY | O_CREAT, 0600);
-	for (int i = 0; fd >= 0 && i < 96; i++)
+	for (int i = 0; fd >= 0 && i < 128; i++)
 		if (write(fd, buf, sizeof(buf)) < 0)
 			break;
 	if (fd >= 0)
