@@ -197,50 +197,61 @@ list_params(struct admin_req *r, struct list_filter *f, queue_msgid *after,
 	return 0;
 }
 
-static void
-msg_list(struct admin_req *r)
+/* list_scan - matching messages after *after into arr; *after = last
+ * scanned id; returns 1 when stopped early (more may follow), 0 at the
+ * end, -1 on a read error */
+static int
+list_scan(struct admin *a, const struct list_filter *f, queue_msgid *after,
+          uint64_t limit, json_t *arr, size_t *scanned)
 {
-	struct list_filter f = { 0 };
 	struct queue_envelope *page[100];
-	queue_msgid after = 0;
-	uint64_t limit;
-	size_t scanned = 0, found = 0;
-	int n = 0, m, done = 0;
-	json_t *arr;
+	int n, m, done = 0;
 
-	if (list_params(r, &f, &after, &limit) < 0)
-		return;
-	arr = json_array();
-	while (!done && (n = queue_msg_list(r->a->q, after, NULL, 100, page)) > 0) {
+	while (!done && (n = queue_msg_list(a->q, *after, NULL, 100, page)) > 0) {
 		for (int i = 0; i < n; i++) {
-			if (!done && msg_match(r->a, &f, page[i], &m)) {
+			if (!done && msg_match(a, f, page[i], &m)) {
 				json_t *o = env_json(page[i]);
+
 				if (m >= 0)
 					json_object_set_new(o, "recipients_matching", json_integer(m));
 				json_array_append_new(arr, o);
-				found++;
 			}
 			if (!done) {
-				after = page[i]->id;
-				scanned++;
-				done = found == limit || scanned == ADMIN_LIST_SCAN;
+				*after = page[i]->id;
+				++*scanned;
+				done = json_array_size(arr) == limit || *scanned == ADMIN_LIST_SCAN;
 			}
 			queue_envelope_free(page[i]);
 		}
 	}
+	return n < 0 ? -1 : done;
+}
+
+static void
+msg_list(struct admin_req *r)
+{
+	struct list_filter f = { 0 };
+	char idt[QUEUE_ID_TEXT_LEN];
+	queue_msgid after = 0;
+	uint64_t limit;
+	size_t scanned = 0;
+	json_t *arr;
+	int more;
+
+	if (list_params(r, &f, &after, &limit) < 0)
+		return;
+	arr = json_array();
+	more = list_scan(r->a, &f, &after, limit, arr, &scanned);
 	json_decref(f.site_domains);
-	if (n < 0) {
+	if (more < 0) {
 		json_decref(arr);
 		admin_reply_error(r->req, 503, "store_error", "cannot read the spool");
 		return;
 	}
-	{
-		char idt[QUEUE_ID_TEXT_LEN];
-		queue_id_to_text(after, idt);
-		admin_reply_json(r->req, 200, json_pack("{s:o, s:o, s:I}",
-		    "messages", arr, "next", done ? json_string(idt) : json_null(),
-		    "scanned", (json_int_t)scanned));
-	}
+	queue_id_to_text(after, idt);
+	admin_reply_json(r->req, 200, json_pack("{s:o, s:o, s:I}", "messages", arr,
+	                 "next", more ? json_string(idt) : json_null(),
+	                 "scanned", (json_int_t)scanned));
 }
 
 /* headers_json - the header block of the body (at most ADMIN_HDR_MAX) */

@@ -340,47 +340,48 @@ body_str(const struct admin_req *r, const char *key)
 	return v && *v ? v : NULL;
 }
 
-void
-admin_msg_bounce(struct admin_req *r)
+/* bounce_params - selection, action and cursor; -1 when a reply was sent */
+static int
+bounce_params(struct admin_req *r, struct bounce_sel *s, queue_msgid *after)
 {
-	struct bounce_sel s = { 0 };
-	const char *action, *after_s;
-	queue_msgid after = 0;
-	struct admin_op *op;
-	char idt[QUEUE_ID_TEXT_LEN];
-	int more;
+	const char *action = body_str(r, "action") ? body_str(r, "action") : "bounce";
+	const char *after_s = body_str(r, "after");
 
 	if (r->method != EVHTTP_REQ_POST || r->body == NULL) {
 		admin_reply_error(r->req, r->method != EVHTTP_REQ_POST ? 405 : 400,
 		                  "bad_request", "POST /v1/bounce with a JSON object "
 		                  "{domain|tenant|sender, action: delete|bounce}");
-		return;
+		return -1;
 	}
-	s.domain = body_str(r, "domain");
-	s.tenant = body_str(r, "tenant");
-	s.sender = body_str(r, "sender");
-	action = body_str(r, "action") ? body_str(r, "action") : "bounce";
-	after_s = body_str(r, "after");
-	if (!s.domain && !s.tenant && !s.sender) {
+	s->domain = body_str(r, "domain");
+	s->tenant = body_str(r, "tenant");
+	s->sender = body_str(r, "sender");
+	if (!s->domain && !s->tenant && !s->sender)
 		admin_reply_error(r->req, 400, "bad_request",
 		                  "name what to remove: domain, tenant or sender");
-		return;
-	}
-	if (body_str(r, "site")) {
+	else if (body_str(r, "site"))
 		admin_reply_error(r->req, 501, "not_implemented",
 		                  "by site: the scheduler does not list a site's domains");
-		return;
-	}
-	if (strcmp(action, "bounce") == 0) {
+	else if (strcmp(action, "bounce") == 0)
 		admin_reply_error(r->req, 501, "not_implemented", "bouncing (DSNs) is "
 		                  "not wired to the admin API yet; use action=delete");
-		return;
-	}
-	if (strcmp(action, "delete") != 0) {
+	else if (strcmp(action, "delete") != 0)
 		admin_reply_error(r->req, 400, "bad_request", "action: delete or bounce");
-		return;
-	}
-	if (after_s && admin_msg_id_parse(r, after_s, &after) < 0)
+	else
+		return after_s ? admin_msg_id_parse(r, after_s, after) : 0;
+	return -1;
+}
+
+void
+admin_msg_bounce(struct admin_req *r)
+{
+	struct bounce_sel s = { 0 };
+	queue_msgid after = 0;
+	struct admin_op *op;
+	char idt[QUEUE_ID_TEXT_LEN];
+	int more;
+
+	if (bounce_params(r, &s, &after) < 0)
 		return;
 	s.who = r->who;
 	s.op = op = op_new(r->a, r->req, 0, "delete");
