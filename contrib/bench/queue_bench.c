@@ -98,17 +98,21 @@ cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* bench_open - the daemon's defaults (32 MiB cache, 64 MiB memtables)
+ * unless QB_CACHE_MB / QB_MEMTABLE_MB say otherwise */
 static struct queue *
 bench_open(struct event_base *base, const char *dir)
 {
-	struct queue_opts o = { .path = dir, .cache_bytes = 64 << 20,
-	                        .memtable_bytes = 128 << 20,
-	                        .max_message_size = 256 << 20 };
+	struct queue_opts o = { .path = dir, .max_message_size = 256 << 20 };
 	char err[512];
 	struct queue *q;
 
 	if (getenv("QB_BLOB"))
 		o.body_blob_files = 1;
+	if (getenv("QB_CACHE_MB"))
+		o.cache_bytes = strtoull(getenv("QB_CACHE_MB"), NULL, 10) << 20;
+	if (getenv("QB_MEMTABLE_MB"))
+		o.memtable_bytes = strtoull(getenv("QB_MEMTABLE_MB"), NULL, 10) << 20;
 	q = queue_open(base, &o, err, sizeof(err));
 	if (q == NULL)
 		fprintf(stderr, "%s\n", err);
