@@ -7,7 +7,8 @@
  * in-memory site table (ops->sites): recipients it holds ready per site.
  * Top domains and tenants come from a bounded sample: the oldest
  * ADMIN_SAMPLE_MSGS messages (at most ADMIN_SAMPLE_RCPTS recipients),
- * re-read at most every ADMIN_SAMPLE_TTL_MS when asked for; the reply
+ * re-read at most every ADMIN_SAMPLE_TTL_MS when asked for (or with
+ * ?refresh=1); the reply
  * says whether the sample covered the whole queue. Loop thread.
  */
 #include "api/admin_internal.h"
@@ -284,6 +285,10 @@ admin_queue_get(struct admin_req *r)
 	}
 	o = admin_queue_counters_json(a);
 	json_object_set_new(o, "oldest", oldest_json(a));
+	if (admin_query(r, "refresh") && strcmp(admin_query(r, "refresh"), "0")) {
+		admin_sample_free(a->sample); /* ?refresh=1: re-read the sample now */
+		a->sample = NULL;
+	}
 	s = sample_get(a);
 	json_object_set_new(o, "top_domains",
 	                    sorted_top(top_of(s->domains, "domain", now), by_recipients));

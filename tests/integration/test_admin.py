@@ -234,6 +234,12 @@ class QueueMessagesTest(unittest.TestCase):
         doms = {t["domain"]: t["recipients"] for t in q["top_domains"]}
         self.assertEqual(doms, {"one.test": 2, "two.test": 2})
         self.assertTrue(q["sample"]["complete"])
+        self.submit("c@src.test", ["u5@three.test"])
+        st, q = self.d.admin("GET", "/v1/queue")  # sample kept (10 s)
+        self.assertEqual((q["messages"], len(q["top_domains"])), (3, 2))
+        st, q = self.d.admin("GET", "/v1/queue?refresh=1")
+        doms = {t["domain"]: t["recipients"] for t in q["top_domains"]}
+        self.assertEqual(doms, {"one.test": 2, "two.test": 2, "three.test": 1})
 
     def test_list_filters_and_paging(self):
         for i in range(5):
