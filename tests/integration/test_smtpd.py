@@ -21,6 +21,7 @@ import unittest
 
 from world import World, free_port, tool_path, wait_until
 
+START_TIMEOUT = 90  # generous: sanitizer builds on a busy machine start slowly
 BODY = b"Subject: test\r\nFrom: a@example.com\r\n\r\nhello\r\n"
 
 
@@ -135,7 +136,8 @@ class SmtpdCase(unittest.TestCase):
             sections.setdefault(name, {}).update(keys)
         for name, keys in self.EXTRA.items():
             sections.setdefault(name, {}).update(keys)
-        self.d = self.world.daemon(sections)
+        self.d = self.world.daemon(sections, start=False)
+        self.d.start(timeout=START_TIMEOUT)
         self.sock = self.d.routing_socket
 
     def raw(self, tcp=False):
@@ -306,7 +308,9 @@ class TestAccept(SmtpdCase):
         import grp
         world = World(self)
         d = world.daemon({"delivery": {"paused": "yes"},
-                          'listen "routing"': {"mode": "0600", "group": "daemon"}})
+                          'listen "routing"': {"mode": "0600", "group": "daemon"}},
+                         start=False)
+        d.start(timeout=START_TIMEOUT)
         st = os.stat(d.routing_socket)
         self.assertEqual(st.st_mode & 0o777, 0o600)
         self.assertEqual(st.st_gid, grp.getgrnam("daemon").gr_gid)
@@ -315,7 +319,7 @@ class TestAccept(SmtpdCase):
         bad = world.daemon({'listen "routing"': {"group": "no-such-group-x"}},
                            start=False)
         with self.assertRaises(RuntimeError):
-            bad.start(timeout=10)
+            bad.start(timeout=START_TIMEOUT)
         self.assertIn("no such group 'no-such-group-x'", bad.log_text())
 
     def test_every_reply_has_an_enhanced_code(self):
@@ -578,7 +582,7 @@ class TestDurability(SmtpdCase):
         os.kill(self.d.proc.pid, signal.SIGKILL)   # right after the 250
         self.d.proc.wait()
         os.rename(self.d.out_path, self.d.out_path + ".killed")
-        self.d.start()                              # restart: recovery runs
+        self.d.start(timeout=START_TIMEOUT)         # restart: recovery runs
         self.d.stop()
         msgs = spool_messages(self.d, stop=False)
         self.assertEqual([m["rcpts"][0]["address"] for m in msgs], ["kill9@example.net"])

@@ -47,7 +47,8 @@ class TlsCase(unittest.TestCase):
             'listen "relay"': dict(tls, address="127.0.0.1:%d" % self.port),
             'listen "smtps"': dict(tls, address="127.0.0.1:%d" % self.sport,
                                    implicit_tls="yes"),
-        })
+        }, start=False)
+        self.d.start(timeout=base.START_TIMEOUT)
         self.ctx = ssl.create_default_context(cafile=self.cert.ca)
 
     def smtp(self):
@@ -234,7 +235,7 @@ class TestTlsConfigErrors(unittest.TestCase):
             "tls_cert": world.path("nope.pem"), "tls_key": world.path("nope.key")}},
             start=False)
         with self.assertRaises(RuntimeError):
-            d.start(timeout=10)
+            d.start(timeout=base.START_TIMEOUT)
         self.assertIn("tls_cert", d.log_text())
         self.assertIn("nope.pem", d.log_text())
 
