@@ -24,6 +24,26 @@
 #define TOKEN_MIN 16
 #define TOKEN_MAX 256
 
+/* token_mkdir - create the missing directories above path, mode 0700 */
+static int
+token_mkdir(const char *path, char *err, size_t errlen)
+{
+	char *dir = xstrdup(path);
+	int rc = 0;
+
+	for (char *p = strchr(dir + 1, '/'); p && rc == 0; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "cannot create directory %s for the token file: %s",
+			         dir, strerror(errno));
+			rc = -1;
+		}
+		*p = '/';
+	}
+	free(dir);
+	return rc;
+}
+
 /* token_create - write a new random token into a new file, mode 0600 */
 static int
 token_create(const char *path, char *err, size_t errlen)
@@ -40,6 +60,8 @@ token_create(const char *path, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
 	strcat(hex, "\n");
+	if (token_mkdir(path, err, errlen) < 0)
+		return -1;
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create token file %s: %s", path,

@@ -350,6 +350,15 @@ class QueueMessagesTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertIn("admin action by bob: hold message", self.d.log_text())
 
+    def test_token_file_in_a_new_directory(self):
+        restart_prepare(self.d)
+        self.d.token_file = self.w.path("secrets", "admin", "token")
+        self.d.sections["admin"]["token_file"] = self.d.token_file
+        self.d.start()
+        self.assertEqual(os.stat(self.d.token_file).st_mode & 0o777, 0o600)
+        st, _ = self.d.admin("GET", "/v1/health")
+        self.assertEqual(st, 200)
+
     def test_group_readable_token_file_refused(self):
         restart_prepare(self.d)
         os.chmod(self.d.token_file, 0o640)
