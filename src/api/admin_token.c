@@ -4,7 +4,8 @@
  * File format: one token per line, either "SECRET" (named "admin") or
  * "NAME:SECRET"; blank lines and lines starting with '#' are ignored. The
  * name is what the audit log records as "who". A missing file is created
- * with one random 256-bit token (64 hex digits), mode 0600; an existing
+ * with one random 256-bit token (64 hex digits), mode 0600 (given to
+ * [server] user when the daemon starts as root); an existing
  * file readable or writable by group or others is refused. Tokens are
  * compared in constant time. Loop thread (start-up only for the file).
  */
@@ -12,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,9 +46,23 @@ token_mkdir(const char *path, char *err, size_t errlen)
 	return rc;
 }
 
+/* token_chown - a daemon started as root gives the file to [server] user,
+ * who runs it (and mxbatchctl as that user) after the privilege drop */
+static void
+token_chown(int fd, const char *user)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0 || user == NULL || (pw = getpwnam(user)) == NULL ||
+	    pw->pw_uid == 0)
+		return;
+	if (fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("-", "cannot give the admin token file to %s", user);
+}
+
 /* token_create - write a new random token into a new file, mode 0600 */
 static int
-token_create(const char *path, char *err, size_t errlen)
+token_create(const char *path, const char *user, char *err, size_t errlen)
 {
 	unsigned char rnd[32];
 	char hex[sizeof(rnd) * 2 + 2];
@@ -68,6 +84,7 @@ token_create(const char *path, char *err, size_t errlen)
 		         strerror(errno));
 		return -1;
 	}
+	token_chown(fd, user);
 	if (write(fd, hex, strlen(hex)) == (ssize_t)strlen(hex) && fsync(fd) == 0)
 		rc = 0;
 	else
@@ -142,7 +159,7 @@ admin_token_load(struct admin *a, const char *path, char *err, size_t errlen)
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT) {
-		if (token_create(path, err, errlen) < 0)
+		if (token_create(path, a->cfg ? a->cfg->user : NULL, err, errlen) < 0)
 			return -1;
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	}

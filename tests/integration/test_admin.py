@@ -373,6 +373,34 @@ class QueueMessagesTest(unittest.TestCase):
         self.assertEqual(st, 200)
 
 
+@unittest.skipIf(os.geteuid() != 0, "needs root")
+class TokenOwnerTest(unittest.TestCase):
+    USER = "mxbtest"  # made by test_reliability_privilege.py when missing
+
+    def test_new_token_file_belongs_to_the_run_user(self):
+        import pwd
+        try:
+            pw = pwd.getpwnam(self.USER)
+        except KeyError:
+            self.skipTest("no user %s" % self.USER)
+        if not os.path.exists(CTL):
+            self.skipTest("mxbatchctl not built")
+        w = world.World(self)
+        os.chmod(w.dir, 0o755)
+        d = w.daemon({"server": {"user": self.USER},
+                      "delivery": {"paused": "yes"}}, start=False)
+        os.chmod(d.dir, 0o777)
+        d.start()
+        if "admin API listening" not in d.log_text():
+            self.skipTest("this mxbatchd does not start the admin API")
+        st = os.stat(d.token_file)
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (pw.pw_uid, 0o600))
+        p = subprocess.run([CTL, "-c", d.config_path, "health"], capture_output=True,
+                           text=True, timeout=30,
+                           preexec_fn=lambda: (os.setgid(pw.pw_gid), os.setuid(pw.pw_uid)))
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+
 def restart_prepare(d):
     """Stop d and forget its output, so start() waits for the new run."""
     d.stop()
