@@ -4,10 +4,11 @@
  *
  * AIMD per (source address, site): a throttling or reputation reply halves
  * the connections (not below 1) and the recipient rate (not below the
- * floor) allowed; each clean transaction adds one connection and one rate
- * step back. The rate step is a tenth of the rate in force before the
- * first cut, so ten clean transactions climb back from any depth to where
- * the site started. A token bucket turns the rate into waits.
+ * floor) allowed; each round of clean transactions (one per connection
+ * allowed) adds one connection and one rate step back. The rate step is a
+ * tenth of the rate in force before the first cut, so about ten rounds
+ * climb back from any depth to where the site started. A token bucket
+ * turns the rate into waits.
  */
 #include "mxsched/mxsched_internal.h"
 
@@ -59,14 +60,18 @@ aimd_cut(struct aimd *a, double observed, uint64_t now)
 void
 aimd_raise(struct aimd *a)
 {
+	/* one step per round of transactions over the connections allowed,
+	 * as TCP grows its window by one segment per round trip */
+	double round = (double)aimd_conns(a);
+
 	if (a->conns < a->max_conns) {
-		a->conns += 1;
-		if (a->conns > a->max_conns)
+		a->conns += 1.0 / round;
+		if (a->conns > a->max_conns - 1e-9)
 			a->conns = a->max_conns;
 	}
 	if (a->rate_step <= 0 || a->rate == a->max_rate)
 		return;
-	a->rate += a->rate_step;
+	a->rate += a->rate_step / round;
 	if (a->rate >= a->rate_ceiling) {
 		/* back at the top: the shape's rate (or no limit) again */
 		a->rate = a->max_rate;
@@ -78,7 +83,7 @@ aimd_raise(struct aimd *a)
 unsigned
 aimd_conns(const struct aimd *a)
 {
-	unsigned n = (unsigned)a->conns;
+	unsigned n = (unsigned)(a->conns + 1e-9);
 
 	return n < 1 ? 1 : n;
 }

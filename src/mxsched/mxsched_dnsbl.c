@@ -111,6 +111,8 @@ bl_set(struct bl_entry *e, enum bl_state st, const char *answer, const char *rea
 	e->last_change_ms = e->last_checked_ms;
 	if (st == BL_LISTED) {
 		e->first_seen_ms = e->last_checked_ms;
+		/* watch it closely from now on (bl_arm after the callback) */
+		e->next_ms = e->last_checked_ms + bl->listed_ms;
 		rs->listings++;
 		log_warnx(e->a->ip, "listed at %s (%s): %s", bl->zones[e->zone], answer,
 		          e->reason);
@@ -143,6 +145,7 @@ bl_on_txt(void *arg, const struct dns_answer *ans)
 		snprintf(reason, sizeof(reason), "listed (no TXT reason: %s)",
 		         dns_status_str(ans->status));
 	bl_set(e, BL_LISTED, e->pending, reason);
+	bl_arm(e->bl);
 }
 
 /* bl_listed_answer - a listing seen; a new one fetches its reason */

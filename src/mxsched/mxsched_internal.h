@@ -93,7 +93,8 @@ struct mxsched;
  * Per (source address, site): a throttling reply cuts the connections and
  * the recipient rate allowed in half (not below 1 connection, nor below
  * min_rate), at most once per AIMD_HOLD_MS; each clean transaction adds
- * one connection and rate_step recipients/minute back, up to the shape. */
+ * 1/connections connection (one per round of transactions) and
+ * rate_step / connections recipients/minute back, up to the shape. */
 #define AIMD_HOLD_MS 1000
 struct aimd {
 	double conns;               /* connections allowed, 1..max_conns */
@@ -195,7 +196,9 @@ void rep_site_none(struct site *site);
  * or action = alert: the caller suspends the site as before). */
 int rep_throttled(struct site *site, int src, const char *why);
 int rep_blocked(struct site *site, int src, const char *why);
-void rep_clean(struct site *site, int src);
+/* a clean transaction begun at start_ms (raises only if begun after the
+ * last cut) */
+void rep_clean(struct site *site, int src, uint64_t start_ms);
 /* usability of an address changed: every site re-picks and pumps */
 void rep_addr_changed(struct mxsched *s, struct srcaddr *a);
 int rep_release(struct mxsched *s, const char *ip, const char *site_key);

@@ -446,12 +446,15 @@ rep_blocked(struct site *site, int src, const char *why)
 }
 
 void
-rep_clean(struct site *site, int src)
+rep_clean(struct site *site, int src, uint64_t start_ms)
 {
 	struct site_src *ss = &site->src[src];
 	int was = aimd_reduced(&ss->aimd);
 
-	aimd_raise(&ss->aimd);
+	/* a transaction begun before the last cut says nothing about the
+	 * limits in force since */
+	if (start_ms >= ss->aimd.last_cut_ms)
+		aimd_raise(&ss->aimd);
 	if (src == site->cur_src)
 		site->conn_limit = aimd_conns(&ss->aimd);
 	if (was && !aimd_reduced(&ss->aimd)) {

@@ -28,6 +28,7 @@ struct batch {
 	size_t n;
 	struct smtpc_batch sb;
 	struct queue_body *body;
+	uint64_t start_ms;          /* handed to the connection */
 };
 
 static void site_conn_open(struct site *site);
@@ -497,10 +498,10 @@ site_resume(struct site *site)
 /* site_recovered - a clean transaction: the backoff unwinds, and the
  * source's limits grow back by one step towards the shape */
 static void
-site_recovered(struct site *site, int src)
+site_recovered(struct site *site, int src, uint64_t start_ms)
 {
 	site->backoff_level = 0;
-	rep_clean(site, src);
+	rep_clean(site, src, start_ms);
 }
 
 /* ---- results ---- */
@@ -649,7 +650,7 @@ conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
 	if (v.n_held > 0)
 		rep_apply(site, sc, b, res, tls, &v, again, &n_again);
 	else if (res->n_delivered > 0)
-		site_recovered(site, sc->src);
+		site_recovered(site, sc->src, b->start_ms);
 	batch_requeue(site, again, n_again);
 	free(v.held);
 	free(again);
@@ -706,6 +707,7 @@ conn_send(struct sconn *sc)
 	if (b == NULL)
 		return 0;
 	tbucket_take(&site->bucket, site_rate(site), b->n, now);
+	b->start_ms = now;
 	site_count_sent(site, b->n, now);
 	sc->b = b;
 	if (smtpc_conn_send(sc->c, &b->sb, conn_on_done, sc) < 0) {
