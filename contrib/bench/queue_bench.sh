@@ -39,8 +39,8 @@ printf 'blob files: '
 QB_BLOB=1 "$bin" submit "$dir/s" 3000 16 102400 10 | grep -v '^after'
 rm -rf "$dir/s"
 if [ "$big" = 1 ]; then
-	echo "filling 1,000,000 x 10 recipients (4 KiB bodies, 512 at once)..."
-	"$bin" submit "$dir/s" 1000000 512 4096 10
+	echo "filling 1,000,000 x 10 recipients (4 KiB bodies, 1,024 at once)..."
+	"$bin" submit "$dir/s" 1000000 1024 4096 10
 	"$bin" open "$dir/s"
 	du -sh "$dir/s"
 	rm -rf "$dir/s"
