@@ -26,6 +26,8 @@
 #include "core/core.h"
 #include "queue/queue.h"
 
+#include <jansson.h>
+
 /* mono_us - monotonic microseconds (commit latency in the log) */
 static uint64_t
 mono_us(void)
@@ -298,6 +300,40 @@ message_end(struct smtpd_session *s)
 	queue_msg_commit(w, on_commit, s);
 }
 
+/* log_reception - the delivery log's Reception line: the message is
+ * durable and the client is being told 250 */
+static void
+log_reception(struct smtpd_session *s, const char *qid)
+{
+	struct account *a = smtpd_session_account(s);
+	json_t *o = json_pack("{s:f, s:s, s:s, s:s, s:I, s:I, s:s, s:s}",
+	    "time", (double)now_ms() / 1000.0, "event", "Reception", "id", qid,
+	    "sender", s->sender, "recipients", (json_int_t)s->n_rcpts,
+	    "size", (json_int_t)s->data_bytes, "listener", s->l->cfg->name,
+	    "session", s->id);
+	char *line;
+
+	if (o == NULL)
+		return;
+	if (a && a->tenant)
+		json_object_set_new(o, "tenant", json_string(a->tenant));
+	if (s->margs.envid[0])
+		json_object_set_new(o, "envid", json_string(s->margs.envid));
+	if (s->ip[0])
+		json_object_set_new(o, "client", json_string(s->ip));
+	if (s->user)
+		json_object_set_new(o, "account", json_string(s->user));
+	if (s->tls)
+		json_object_set_new(o, "tls", json_string(s->tls_info));
+	if ((line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII)) != NULL) {
+		size_t n = strlen(line);
+		line[n] = '\n';
+		dlog_append(line, n + 1);
+		free(line);
+	}
+	json_decref(o);
+}
+
 static void
 commit_reply(struct smtpd_session *s, enum queue_status st, const char *qid)
 {
@@ -314,6 +350,7 @@ commit_reply(struct smtpd_session *s, enum queue_status st, const char *qid)
 		         s->sender, s->n_rcpts, (unsigned long long)s->data_bytes,
 		         s->l->cfg->name, s->user ? " account=" : "", s->user ? s->user : "",
 		         s->id, (unsigned long long)(mono_us() - s->commit_start_us));
+		log_reception(s, qid);
 		return;
 	case QUEUE_EDISKFULL:
 		smtpd_session_reply(s, "452 4.3.1 Insufficient system storage; try again later");

@@ -51,6 +51,11 @@ class BounceFlowTest(unittest.TestCase):
         time.sleep(1.5)  # nothing more may come
         dsns = self.dsns()
         self.assertEqual(len(dsns), 2, "one DSN for the 550s, one for the expiries")
+        receptions = [r for r in self.d.delivery_records() if r["event"] == "Reception"
+                      and r["sender"] == "author@src.test"]
+        self.assertEqual(len(receptions), 1)
+        self.assertEqual(receptions[0]["recipients"], 10)
+        self.assertEqual(receptions[0]["listener"], "routing")
         by_rcpt = collections.Counter(r["recipient"] for r in self.terminal())
         for a in good + bad + slow:
             self.assertEqual(by_rcpt[a], 1, a)
