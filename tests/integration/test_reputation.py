@@ -300,6 +300,31 @@ class ReputationTest(unittest.TestCase):
             s = self.site_json(d, "mx.blk.test")
             self.assertFalse(self.source(s, A1)["blocked"])
 
+    def test_every_address_blocked_site_waits_without_spending_attempts(self):
+        dns = self.w.dns
+        dns.add_mx("wall.test", [(10, "mx.wall.test")])
+        dns.add_a("mx.wall.test", "127.0.1.45")
+        dns.start()
+        peer = PeerSink(self, "127.0.1.45", self.w.smtp_port, block=[A1, A2])
+        d = self.daemon({"blocklists": {"release_after": "3s"}})
+        self.assertEqual(submit(d.routing_socket, "s@src.test", ["w1@wall.test"]), {})
+        d.wait_log("every source address of the pool is blocked", timeout=20)
+        self.assertEqual(set(peer.refused), {A1, A2})
+        world.wait_until(lambda: [r for r in d.delivery_records()
+                                  if r["event"] == "Suspended"],
+                         timeout=10, what="the recipient back on disk, waiting")
+        # the receiver lifts its block; release_after brings the addresses back
+        peer.block = set()
+        world.wait_until(lambda: peer.peers_of("w1@wall.test"), timeout=20,
+                         what="w1 delivered after the release")
+        recs = [r for r in d.delivery_records() if r["event"] == "Delivery"]
+        self.assertEqual([r["recipient"] for r in recs], ["w1@wall.test"])
+        self.assertEqual(recs[0]["attempt"], 1)  # waiting spent no attempt
+        self.assertTrue(self.log_has(d, "usable here again (release_after passed)"))
+        self.no_bounces(d)
+        self.assertEqual([r for r in d.delivery_records()
+                          if r["event"] == "TransientFailure"], [])
+
     # ----------------------------------------------------------------- AIMD
     def test_rate_limit_replies_cut_limits_then_clean_mail_restores(self):
         dns = self.w.dns
