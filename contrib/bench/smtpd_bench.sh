@@ -38,6 +38,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 chmod 755 "$DIR" # the postfix user walks into its queue here
 MXPORT=$(free_port)
 PFPORT=$(free_port)
+ADMINPORT=$(free_port)
 MXPID=
 cleanup() {
 	[ -n "$MXPID" ] && kill "$MXPID" 2>/dev/null && wait "$MXPID" 2>/dev/null
@@ -59,6 +60,9 @@ paused = yes
 [log]
 level = info
 delivery_log = $DIR/mx/delivery.jsonl
+[admin]
+listen = 127.0.0.1:$ADMINPORT
+token_file = $DIR/mx/admin.token
 [listen "bench"]
 address = 127.0.0.1:$MXPORT
 trusted_networks = 127.0.0.0/8
