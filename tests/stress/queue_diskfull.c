@@ -164,8 +164,9 @@ fill_until_full(struct t *t)
 	return st;
 }
 
-/* stay_full - the store keeps answering while full: reopening may free
- * a little (WAL recycled), so submit until 3 failures in a row */
+/* stay_full - the store keeps answering while full (every submission is
+ * acknowledged or refused as disk full, none hangs), until 3 failures in
+ * a row */
 static void
 stay_full(struct t *t)
 {
@@ -186,9 +187,12 @@ stay_full(struct t *t)
 			fails++;
 		}
 	}
-	printf("diskfull: still full after %d more attempts (%d acknowledged)\n",
-	    tries, t->n_acked);
-	CHECK(t, fails == 3, "the disk never stayed full");
+	printf("diskfull: %d more attempts, %d acknowledged in all, %d "
+	    "failures in a row at the end\n", tries, t->n_acked, fails);
+	/* with RLIMIT_FSIZE each reopen starts an empty WAL, so some writes
+	 * succeed again: only a full filesystem must stay full */
+	if (!t->use_rlimit)
+		CHECK(t, fails == 3, "the disk never stayed full");
 }
 
 /* make_room - space returns */
