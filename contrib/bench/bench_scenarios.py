@@ -469,8 +469,11 @@ def b5_one(engine, failing):
         t0 = release(eng)
         cpu0 = eng.cpu()
         t = sk.wait(want, t0, timeout=600, ips=set(hips))
+        fail = sk.per_ip(fips)
         out = {"engine": engine, "failing": failing, "healthy_rcpts": want,
                "healthy_done_s": t,
+               "failing_sites_conns": sum(x["conns"] for x in fail.values()),
+               "failing_sites_mail_cmds": len(sk.txns(set(fips))),
                "healthy_rcpts_per_s": want / t if t else None,
                "cpu_s": eng.cpu() - cpu0, "loadavg": la0}
         LOG("    %-7s %-8s healthy %d rcpts in %ss = %s rcpt/s  (load %.2f)"
