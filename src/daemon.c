@@ -226,12 +226,18 @@ static int ops_suspend(void *c, const char *k, uint64_t ms, const char *why)
 static int ops_resume(void *c, const char *k) { return mxsched_site_resume(c, k); }
 static int ops_retry(void *c, const char *k) { return mxsched_site_retry_now(c, k); }
 static struct json_t *ops_metrics(void *c) { return mxsched_metrics_json(c); }
+static struct json_t *ops_blocklists(void *c) { return mxsched_blocklists_json(c); }
+static int ops_bl_release(void *c, const char *addr, const char *site)
+{
+	return mxsched_blocklist_release(c, addr, site);
+}
 
 static const struct admin_sched_ops *
 admin_ops(struct daemon *d)
 {
 	d->admin_ops = (struct admin_sched_ops){ NULL, ops_sites, ops_site, ops_suspend,
-	                                        ops_resume, ops_retry, ops_metrics };
+	                                        ops_resume, ops_retry, ops_metrics,
+	                                        ops_blocklists, ops_bl_release };
 	return &d->admin_ops; /* ctx is set once the scheduler exists */
 }
 #elif defined(MXB_HAVE_API)

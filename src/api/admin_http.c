@@ -241,6 +241,8 @@ route_v1(struct admin_req *r)
 		admin_queue_get(r);
 	else if (seg_is(r, 1, "sites"))
 		admin_sites_route(r);
+	else if (seg_is(r, 1, "blocklists") && r->n_seg <= 3)
+		admin_blocklists_route(r);
 	else if (seg_is(r, 1, "messages"))
 		admin_msg_route(r);
 	else if (seg_is(r, 1, "bounce") && r->n_seg == 2)

@@ -4,7 +4,9 @@
  * GET /v1/sites, GET /v1/sites/{site}, POST /v1/sites/{site}/suspend
  * (JSON {"duration": "10m", "reason": "..."} or ?duration=&reason=),
  * /resume and /retry-now. Site keys arrive URL-encoded in one path
- * segment. Without a scheduler (ops NULL) every site endpoint answers 503.
+ * segment. GET /v1/blocklists and POST /v1/blocklists/release
+ * ({"address": "...", "site": "..."}). Without a scheduler (ops NULL)
+ * every one of these answers 503.
  * Loop thread.
  */
 #include "api/admin_internal.h"
@@ -137,5 +139,51 @@ admin_sites_route(struct admin_req *r)
 		admin_reply_error(r->req, 404, "unknown_site", "no site '%s'", r->seg[2]);
 	} else {
 		admin_reply_json(r->req, 200, s);
+	}
+}
+
+/* blocklist_release - POST /v1/blocklists/release */
+static void
+blocklist_release(struct admin_req *r)
+{
+	const struct admin_sched_ops *ops = r->a->ops;
+	json_t *ja = r->body ? json_object_get(r->body, "address") : NULL;
+	json_t *js = r->body ? json_object_get(r->body, "site") : NULL;
+	const char *addr = ja ? json_string_value(ja) : admin_query(r, "address");
+	const char *site = js ? json_string_value(js) : admin_query(r, "site");
+
+	if ((ja && !addr) || (js && !site) || (!addr && !site) ||
+	    (addr && strlen(addr) > 64) || (site && strlen(site) > ADMIN_SITE_KEY_MAX)) {
+		admin_reply_error(r->req, 400, "bad_parameter",
+		                  "give \"address\" (an IP), \"site\" (a site key), or both");
+		return;
+	}
+	if (ops->blocklist_release(ops->ctx, addr, site) < 0) {
+		admin_reply_error(r->req, 404, "not_found",
+		                  "no block or listing for that address/site");
+		return;
+	}
+	admin_audit(r->a, r->who, site ? site : addr, "release block of %s%s%s",
+	            addr ? addr : "every address", site ? " at " : "", site ? site : "");
+	admin_reply_json(r->req, 200, json_pack("{s:s, s:o}", "status", "released",
+	                 "blocklists", ops->blocklists(ops->ctx)));
+}
+
+void
+admin_blocklists_route(struct admin_req *r)
+{
+	const struct admin_sched_ops *ops = r->a->ops;
+
+	if (ops == NULL || !ops->blocklists || !ops->blocklist_release) {
+		admin_reply_error(r->req, 503, "scheduler_unavailable",
+		                  "the scheduler is not running in this daemon");
+	} else if (r->n_seg == 2 && r->method == EVHTTP_REQ_GET) {
+		admin_reply_json(r->req, 200, ops->blocklists(ops->ctx));
+	} else if (r->n_seg == 3 && strcmp(r->seg[2], "release") == 0 &&
+	           r->method == EVHTTP_REQ_POST) {
+		blocklist_release(r);
+	} else {
+		admin_reply_error(r->req, 404, "not_found",
+		                  "GET /v1/blocklists, POST /v1/blocklists/release");
 	}
 }

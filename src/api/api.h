@@ -62,6 +62,12 @@ struct admin_sched_ops {
 	 * transaction histogram buckets, transactions, connections opened, deferrals by
 	 * class, DNS queries/cache hits) — new reference */
 	struct json_t *(*metrics)(void *ctx);
+	/* block-list monitor and reply-driven blocks: pools, addresses, per-zone
+	 * states, per-site blocks, counters — new reference */
+	struct json_t *(*blocklists)(void *ctx);
+	/* release an address everywhere, an address at one site, or every
+	 * address at one site (either may be NULL, not both); 0 ok, -1 unknown */
+	int (*blocklist_release)(void *ctx, const char *address, const char *site);
 };
 struct admin;
 /* admin_start - listen on [admin] listen with the bearer token(s) of

@@ -317,7 +317,10 @@ class ReputationTest(unittest.TestCase):
         peer.block = set()
         world.wait_until(lambda: peer.peers_of("w1@wall.test"), timeout=20,
                          what="w1 delivered after the release")
-        recs = [r for r in d.delivery_records() if r["event"] == "Delivery"]
+        # the log line follows once the outcome is durable
+        recs = world.wait_until(lambda: [r for r in d.delivery_records()
+                                         if r["event"] == "Delivery"],
+                                timeout=10, what="the Delivery line")
         self.assertEqual([r["recipient"] for r in recs], ["w1@wall.test"])
         self.assertEqual(recs[0]["attempt"], 1)  # waiting spent no attempt
         self.assertTrue(self.log_has(d, "usable here again (release_after passed)"))
