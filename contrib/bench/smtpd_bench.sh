@@ -41,8 +41,11 @@ PFPORT=$(free_port)
 ADMINPORT=$(free_port)
 MXPID=
 cleanup() {
-	[ -n "$MXPID" ] && kill "$MXPID" 2>/dev/null && wait "$MXPID" 2>/dev/null
-	[ -d "$DIR/postfix/etc" ] && postfix -c "$DIR/postfix/etc" stop >/dev/null 2>&1
+	set +e
+	if [ -n "$MXPID" ]; then kill "$MXPID" 2>/dev/null; wait "$MXPID" 2>/dev/null; fi
+	if [ -d "$DIR/postfix/etc" ]; then
+		postfix -c "$DIR/postfix/etc" stop >/dev/null 2>&1
+	fi
 	[ "${KEEP:-0}" = 1 ] || rm -rf "$DIR"
 }
 trap cleanup EXIT INT TERM
@@ -128,8 +131,9 @@ import json, sys
 name, r, t0, t1, n, probe = sys.argv[1:]
 p = json.load(open(probe))
 rate = int(n) / (float(t1) - float(t0))
-print("%-9s rcpts=%-3s %8.0f msg/s  %9.0f rcpt/s  client end-of-data->250: p50 %.2f ms, p99 %.2f ms (n=%d)"
-      % (name, r, rate, rate * int(r), p["p50_ms"], p["p99_ms"], p["n"]))
+ms = lambda v: "n/a" if v is None else "%.2f ms" % v
+print("%-9s rcpts=%-3s %8.0f msg/s  %9.0f rcpt/s  client end-of-data->250: p50 %s, p99 %s (n=%d)"
+      % (name, r, rate, rate * int(r), ms(p["p50_ms"]), ms(p["p99_ms"]), p["n"]))
 EOF
 }
 
