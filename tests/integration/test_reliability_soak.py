@@ -3,7 +3,8 @@ with one slow site among fast ones, while the daemon's RSS, open file
 descriptors and the clients' submission latency are sampled.
 
 soak_run() is shared with the long version (contrib/soak.sh, 10 minutes).
-The short CI version here runs about 15 s of soak (under a minute in all) and asserts no unbounded growth:
+The short CI version here soaks for 15 s (under a minute in all) and
+asserts no unbounded growth:
 every submitted recipient arrives, the sockets and pipes return to their
 idle count once the load is over and the site connections idled out (open
 files may grow with RocksDB's SST files), and RSS stays under a generous
