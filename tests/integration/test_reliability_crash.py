@@ -5,8 +5,9 @@ was lost.
 
 The proof, after the last restart has drained the queue (or timed out):
 every recipient a client got 250 for (RCPT 250 and end-of-data 250) was
-accepted by a sink or is still in the spool (tests/tools/spoolcat after a
-clean stop). A recipient delivered twice must have a kill between its two
+accepted by a sink, or (one in twelve is refused 550 by the MX, so bounces
+are made under the kills too) is named in a DSN that reached the sender's
+MX, or is still in the spool (tests/tools/spoolcat after a clean stop). A recipient delivered twice must have a kill between its two
 deliveries (it was in flight when the daemon died); duplicates are
 counted and reported.
 
@@ -71,9 +72,10 @@ class Client(threading.Thread):
                     return
                 self.seq += 1
                 n = self.rng.randint(1, 8)
-                rcpts = ["c%dm%dr%d@d%d.test" % (self.cid, self.seq, k,
-                                                  self.rng.randrange(N_DOMAINS))
-                         for k in range(n)]
+                rcpts = ["%sc%dm%dr%d@d%d.test" % (
+                    "nouser-" if self.rng.randrange(12) == 0 else "",
+                    self.cid, self.seq, k, self.rng.randrange(N_DOMAINS))
+                    for k in range(n)]
                 self.attempted += n
                 code, msg = s.mail("sender%d@src.test" % self.cid)
                 if code != 250:
@@ -133,9 +135,14 @@ def crash_run(tc, kills=10, clients=2, seed=None, min_gap=0.2, max_gap=1.5,
         w.dns.add_mx("d%d.test" % i, [(10, "mx%d.crash.test" % (i % 3))])
     for i, ip in enumerate(sink_ips):
         w.dns.add_a("mx%d.crash.test" % i, ip)
+    w.dns.add_mx("src.test", [(10, "mx0.crash.test")])   # DSNs come back here
     w.dns.start()
-    # a little latency at the sink, so kills also land mid-transaction
-    sink = w.sink(sink_ips, config={"delay_ms": {"dot": 20, "rcpt": 1}})
+    # a little latency at the sink, so kills also land mid-transaction;
+    # "nouser-" recipients are refused, so bounces (DSNs) are made under
+    # the kills too
+    sink = w.sink(sink_ips, save_bodies=True, config={
+        "delay_ms": {"dot": 20, "rcpt": 1},
+        "rcpt_rules": [{"match": "nouser-", "reply": "550 5.1.1 no such user"}]})
     d = w.daemon({"delivery": {"retry_schedule": "1s"},
                   'site "default"': {"connections": "4"}})
     cl = [Client(d.routing_socket, i, rng.randrange(1 << 30))
@@ -167,9 +174,23 @@ def crash_run(tc, kills=10, clients=2, seed=None, min_gap=0.2, max_gap=1.5,
             acked[addr] = (qid, t)
     refusals = [r for c in cl for r in c.refusals]
 
+    def dsn_reported():
+        """recipients named by a DSN (Final-Recipient) that reached the
+        sender's MX: {address: number of DSNs}"""
+        out = {}
+        for t in sink.transactions(status="delivered"):
+            if t["mail_from"] != "":
+                continue
+            for line in sink.body(t).split(b"\r\n"):
+                if line.lower().startswith(b"final-recipient: rfc822;"):
+                    a = line.split(b";", 1)[1].strip().decode()
+                    out[a] = out.get(a, 0) + 1
+        return out
+
     def all_delivered():
         got = set(sink.delivered())
-        return all(a in got for a in acked)
+        dsn = dsn_reported()
+        return all(a in got or a in dsn for a in acked)
     try:
         wait_until(all_delivered, timeout=drain_timeout, interval=0.5,
                    what="every acknowledged recipient delivered")
@@ -184,8 +205,14 @@ def crash_run(tc, kills=10, clients=2, seed=None, min_gap=0.2, max_gap=1.5,
         for rc in t["rcpts"]:
             if rc["reply"] and rc["reply"].startswith("2"):
                 deliveries.setdefault(rc["to"], []).append(t["time_ms"])
-    lost = sorted(a for a in acked if a not in deliveries and a not in queued)
-    dups = {a: ts for a, ts in deliveries.items() if len(ts) > 1}
+    dsns = dsn_reported()
+    bounced = [a for a in acked if a.startswith("nouser-")]
+    lost = sorted(a for a in acked if a not in deliveries and a not in queued
+                  and a not in dsns)
+    # a refused recipient is never "delivered"; its DSN is its outcome
+    tc.assertEqual([a for a in bounced if a in deliveries], [])
+    dups = {a: ts for a, ts in deliveries.items() if len(ts) > 1
+            and not a.startswith("sender")}
     # A duplicate needs a kill between its deliveries. The sink stamps a
     # transaction with the time it read MAIL, which can be a little after
     # the kill: a small body goes out as one pipelined MAIL/RCPT/BDAT LAST
@@ -208,7 +235,10 @@ def crash_run(tc, kills=10, clients=2, seed=None, min_gap=0.2, max_gap=1.5,
         "acked": len(acked),
         "attempted": sum(c.attempted for c in cl),
         "delivered": sum(1 for a in acked if a in deliveries),
-        "still_queued": sum(1 for a in acked if a in queued and a not in deliveries),
+        "bounced_with_dsn": sum(1 for a in bounced if a in dsns),
+        "dsn_duplicates": sum(1 for a in bounced if dsns.get(a, 0) > 1),
+        "still_queued": sum(1 for a in acked if a in queued and a not in deliveries
+                            and a not in dsns),
         "lost": len(lost),
         "duplicates": len(dups),
         "extra_deliveries": sum(len(v) - 1 for v in dups.values()),
