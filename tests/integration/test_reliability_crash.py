@@ -7,9 +7,10 @@ The proof, after the last restart has drained the queue (or timed out):
 every recipient a client got 250 for (RCPT 250 and end-of-data 250) was
 accepted by a sink, or (one in twelve is refused 550 by the MX, so bounces
 are made under the kills too) is named in a DSN that reached the sender's
-MX, or is still in the spool (tests/tools/spoolcat after a clean stop). A recipient delivered twice must have a kill between its two
-deliveries (it was in flight when the daemon died); duplicates are
-counted and reported.
+MX, or is still in the spool (tests/tools/spoolcat after a clean stop).
+A recipient delivered twice must have a kill between its two deliveries
+(it was in flight when the daemon died); duplicates are counted and
+reported.
 
 crash_run() is shared with the long version, tests/stress/e2e_crash.py
 (100+ kills).
