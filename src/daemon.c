@@ -294,6 +294,10 @@ static int
 modules_busy(struct daemon *d)
 {
 	(void)d;
+#ifdef MXB_HAVE_API
+	if (d->smtpd && smtpd_busy(d->smtpd))
+		return 1; /* sessions in DATA may finish and get their 250 */
+#endif
 #ifdef MXB_HAVE_MXSCHED
 	if (d->sched && mxsched_busy(d->sched))
 		return 1;

@@ -224,13 +224,6 @@ admin_health_get(struct admin_req *r)
 	    "messages", (json_int_t)c.messages, "recipients", (json_int_t)c.rcpts));
 }
 
-static void
-admin_suppressions(struct admin_req *r)
-{
-	admin_reply_error(r->req, 501, "not_implemented",
-	                  "the store keeps no suppression list yet");
-}
-
 /* route_v1 - dispatch /v1/<what>/... */
 static void
 route_v1(struct admin_req *r)
@@ -248,7 +241,7 @@ route_v1(struct admin_req *r)
 	else if (seg_is(r, 1, "bounce") && r->n_seg == 2)
 		admin_msg_bounce(r);
 	else if (seg_is(r, 1, "suppressions") && r->n_seg <= 3)
-		admin_suppressions(r);
+		admin_suppressions_route(r);
 	else if (seg_is(r, 1, "events") && r->n_seg == 2)
 		admin_events_get(r);
 	else

@@ -109,6 +109,7 @@ void admin_ops_detach(struct admin *a);
 
 void admin_sites_route(struct admin_req *r);
 void admin_blocklists_route(struct admin_req *r);
+void admin_suppressions_route(struct admin_req *r);
 
 void admin_events_get(struct admin_req *r);
 void admin_events_stop(struct admin *a);

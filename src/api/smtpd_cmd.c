@@ -187,6 +187,25 @@ rcpt_policy(struct smtpd_session *s)
 	return 0;
 }
 
+/* rcpt_suppressed - refuse an address that hard-bounced recently, unless
+ * the listener accepts it (the scheduler then bounces it with a DSN) */
+static int
+rcpt_suppressed(struct smtpd_session *s, const char *to)
+{
+	struct queue_suppression sup;
+
+	if (s->l->cfg->suppressed && strcmp(s->l->cfg->suppressed, "accept") == 0)
+		return 0;
+	if (s->sd->q == NULL || queue_suppress_check(s->sd->q, to, now_ms(), &sup) != 1)
+		return 0;
+	smtpd_session_reply(s, "550 5.1.1 <%s>: Recipient address suppressed after a "
+	                    "hard bounce (%s)", to, sup.category);
+	log_info(s->id, "RCPT <%s> refused: suppressed (%s: %.200s)", to, sup.category,
+	         sup.reason);
+	queue_suppression_clear(&sup);
+	return -1;
+}
+
 static void
 cmd_rcpt(struct smtpd_session *s, const char *arg)
 {
@@ -207,7 +226,7 @@ cmd_rcpt(struct smtpd_session *s, const char *arg)
 		smtpd_session_error(s);
 		return;
 	}
-	if (rcpt_policy(s) < 0)
+	if (rcpt_policy(s) < 0 || rcpt_suppressed(s, to) < 0)
 		return;
 	if (s->n_rcpts == s->cap_rcpts) {
 		s->cap_rcpts = s->cap_rcpts ? s->cap_rcpts * 2 : 16;

@@ -157,6 +157,9 @@ static const struct option options[] = {
 	{ S_LISTEN, "max_errors", T_UINT, L(max_errors), "10", 1, 1000, NULL,
 	  "errors before the session is closed" },
 
+	{ S_LISTEN, "suppressed", T_ENUM, L(suppressed), "refuse", 0, 0,
+	  "refuse|accept", "RCPT to a suppressed address: refuse with 550 5.1.1, "
+	  "or accept and bounce it (DSN)" },
 	{ S_SITE, "connections", T_UINT, SI(connections), "10", 1, 1000, NULL,
 	  "concurrent connections per site" },
 	{ S_SITE, "messages_per_connection", T_UINT, SI(messages_per_connection),
@@ -186,6 +189,12 @@ static const struct option options[] = {
 	{ S_BOUNCE, "return_limit", T_SIZE, G(bounce_return_limit), "1M", 0,
 	  1ull << 30, NULL, "RET=FULL returns the message up to this size, "
 	  "else its headers" },
+	{ S_BOUNCE, "suppress_bad_mailbox", T_DURATION, G(suppress_bad_mailbox_ms),
+	  "30d", 0, 3650 * DAY, NULL, "suppress an address that hard-bounced as "
+	  "unknown/inactive mailbox for this long (0: never)" },
+	{ S_BOUNCE, "suppress_bad_domain", T_DURATION, G(suppress_bad_domain_ms),
+	  "3d", 0, 3650 * DAY, NULL, "suppress an address whose domain does not "
+	  "exist for this long (0: never)" },
 	{ S_BLOCKLISTS, "zones", T_STR, G(bl_zones), NULL, 0, 0, NULL,
 	  "DNSBL zones checked for our sending addresses" },
 	{ S_BLOCKLISTS, "interval", T_DURATION, G(bl_interval_ms), "15m", 1000,

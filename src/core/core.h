@@ -91,6 +91,7 @@ struct config_listen {
 	uint64_t idle_timeout_ms;
 	uint64_t command_timeout_ms;
 	uint64_t max_errors;
+	char *suppressed;     /* refuse | accept: RCPT to a suppressed address */
 };
 
 struct config_site {
@@ -152,6 +153,7 @@ struct config {
 	/* [bounce] */
 	char *bounce_rules_file; /* operator rules, before the shipped ones */
 	uint64_t bounce_return_limit; /* RET=FULL returns up to this much */
+	uint64_t suppress_bad_mailbox_ms, suppress_bad_domain_ms; /* 0 = off */
 	/* [blocklists] */
 	char *bl_zones;
 	uint64_t bl_interval_ms;

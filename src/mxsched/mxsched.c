@@ -170,6 +170,26 @@ sched_out_add(struct pending_out *p, struct rcpt *r, enum queue_outcome_kind kin
 		log_line(p, kind_event[kind], r, rp, category, next_ms);
 }
 
+/* sched_suppress - a hard bounce that says the address (or its domain)
+ * does not exist keeps new mail from it for a while */
+static void
+sched_suppress(struct mxsched *s, const struct rcpt *r, const char *category,
+               const char *text)
+{
+	uint64_t d = 0;
+
+	if (category == NULL)
+		return;
+	if (!strcmp(category, "bad-mailbox") || !strcmp(category, "inactive-mailbox"))
+		d = s->cfg->suppress_bad_mailbox_ms;
+	else if (!strcmp(category, "bad-domain"))
+		d = s->cfg->suppress_bad_domain_ms;
+	if (d == 0 || (r->msg->env->flags & QUEUE_MSG_DSN))
+		return;
+	queue_suppress_add(s->q, r->address, now_ms() + d, category, text, NULL, NULL);
+	s->suppress_any = 1;
+}
+
 void
 sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
               uint64_t next_ms, const struct sched_reply *rp)
@@ -183,6 +203,8 @@ sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
 	         kind == QUEUE_OUT_DEFERRED) && rp->code)
 		category = bounce_category_name(sched_classify(s, BOUNCE_PHASE_ANY,
 		    rp->code, rp->enhanced, rp->text, rp->mx_host).cat);
+	if (kind == QUEUE_OUT_BOUNCED)
+		sched_suppress(s, r, category, rp->text);
 	if (kind == QUEUE_OUT_BOUNCED || kind == QUEUE_OUT_EXPIRED)
 		p = dsn_job_add(s, r, kind, rp);
 	sched_out_add(p ? p : out_get(s), r, kind, next_ms, rp, category);
@@ -283,6 +305,25 @@ msg_get(struct mxsched *s, queue_msgid id)
 	return m;
 }
 
+/* sched_take_suppressed - bounce a recipient on the suppression list
+ * (accepted by a listener with suppressed = accept, or queued before the
+ * address hard-bounced) */
+static int
+sched_take_suppressed(struct mxsched *s, struct rcpt *r)
+{
+	struct queue_suppression sup;
+	char text[512];
+
+	if (queue_suppress_check(s->q, r->address, now_ms(), &sup) != 1)
+		return 0;
+	snprintf(text, sizeof(text), "recipient suppressed after a hard bounce (%s): %s",
+	         sup.category, sup.reason);
+	queue_suppression_clear(&sup);
+	sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, SREPLY(.code = 550, .enhanced = "5.1.1",
+	              .text = text, .category = "suppressed"));
+	return 1;
+}
+
 /* sched_take - one claimed recipient: expire it, or wait for its domain */
 static void
 sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
@@ -304,6 +345,8 @@ sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
 	r->notify = qr->notify;
 	r->attempts = qr->attempts;
 	r->first_ms = qr->first_attempt_ms;
+	if (s->suppress_any && sched_take_suppressed(s, r))
+		return;
 	if (now >= m->env->submit_ms + s->cfg->queue_lifetime_ms) {
 		sched_outcome(s, r, QUEUE_OUT_EXPIRED, 0, SREPLY(.code = qr->last_code,
 		              .enhanced = qr->last_enhanced, .text = qr->last_text ?
@@ -514,6 +557,12 @@ mxsched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	event_add(s->tick, &tv);
 	if (cfg->paused)
 		log_info("-", "delivery paused ([delivery] paused = yes)");
+	{
+		struct queue_suppression *sup = NULL;
+		int n = queue_suppress_list(q, "", 1, &sup);
+		s->suppress_any = n != 0; /* on a read error, check each time */
+		queue_suppressions_free(sup, n > 0 ? (size_t)n : 0);
+	}
 	return s;
 fail:
 	mxsched_free(s);

@@ -291,6 +291,7 @@ struct mxsched {
 	struct rep *rep;            /* pools, DNSBL monitor (mxsched_pool.c) */
 	uint64_t dsns;              /* DSNs queued */
 	int dead;                   /* freed; waiting for store callbacks */
+	int suppress_any;           /* the suppression list is not empty */
 	uint32_t rng;
 	/* metrics */
 	uint64_t rpt_hist[RPT_BUCKETS + 1]; /* recipients per transaction */

@@ -296,6 +296,38 @@ int queue_msg_list(struct queue *q, queue_msgid after,
                    const struct queue_filter *f, size_t max,
                    struct queue_envelope **out);
 
+/* ---- suppression list ----
+ * Addresses that hard-bounced (bad mailbox, bad domain) are suppressed
+ * until a time: new mail to them is refused at RCPT or bounced at once.
+ * Kept in the spool (default column family, keys "sup:" + address in
+ * lowercase); written through the same group-committed path. */
+struct queue_suppression {
+	char *address;        /* lowercase */
+	uint64_t added_ms, until_ms;
+	char *category;       /* bounce category, e.g. "bad-mailbox" */
+	char *reason;         /* the reply that caused it */
+};
+/* Free an array of n entries; clear frees one entry's strings. */
+void queue_suppressions_free(struct queue_suppression *s, size_t n);
+void queue_suppression_clear(struct queue_suppression *s);
+/* Add or extend (cb may be NULL). An empty or overlong address is
+ * ignored and logged (cb is then not called). */
+void queue_suppress_add(struct queue *q, const char *address, uint64_t until_ms,
+                        const char *category, const char *reason,
+                        queue_done_cb cb, void *arg);
+/* Remove; cb gets QUEUE_ENOTFOUND if there was none. */
+void queue_suppress_delete(struct queue *q, const char *address,
+                           queue_done_cb cb, void *arg);
+/* 1 and *out (if given; free with queue_suppression_clear(out)) when
+ * the address is suppressed at now_ms, 0 if not (expired entries count
+ * as not), -1 on a read error. Synchronous point read. */
+int queue_suppress_check(struct queue *q, const char *address, uint64_t now_ms,
+                         struct queue_suppression *out);
+/* Entries with address > after ("" = from the start), up to max, expired
+ * ones included (until_ms says). Returns the count, -1 on error. */
+int queue_suppress_list(struct queue *q, const char *after, size_t max,
+                        struct queue_suppression **out);
+
 /* Full consistency scan (tests, `check` tooling): recounts everything and
  * looks for body chunks of no message; returns 0 if the stored counters
  * match and there are no such chunks, -1 otherwise; with fix = 1 the

@@ -501,6 +501,31 @@ apply_admin(struct qround *r, struct qop *op)
 	qenv_clear(&e);
 }
 
+/* apply_kv - put or delete one small record of the default family */
+static void
+apply_kv(struct qround *r, struct qop *op)
+{
+	size_t klen = strlen(op->by), vlen;
+	int bad = 0;
+	char *v;
+
+	if (op->kind == QOP_KV_PUT) {
+		wput(r, QCF_DEFAULT, (const unsigned char *)op->by, klen, op->data, op->len);
+		return;
+	}
+	v = wget(r, QCF_DEFAULT, (const unsigned char *)op->by, klen, &vlen, &bad);
+	if (bad) {
+		op->st = QUEUE_ETEMP;
+		return;
+	}
+	if (v == NULL) {
+		op->st = QUEUE_ENOTFOUND;
+		return;
+	}
+	rocksdb_free(v);
+	wdel(r, QCF_DEFAULT, (const unsigned char *)op->by, klen);
+}
+
 void
 qapply(struct qround *r, struct qop *op)
 {
@@ -514,6 +539,8 @@ qapply(struct qround *r, struct qop *op)
 	case QOP_HOLD:
 	case QOP_RELEASE:
 	case QOP_DELETE: apply_admin(r, op); break;
+	case QOP_KV_PUT:
+	case QOP_KV_DEL: apply_kv(r, op); break;
 	case QOP_COUNTERS:
 		op->cnt.total_messages = r->q->cnt.total_messages;
 		op->cnt.total_delivered = r->q->cnt.total_delivered;

@@ -71,7 +71,8 @@ void qcnt_rcpt(struct queue_counters *c, const struct queue_rcpt *r, int sign);
 
 /* ---- ops: loop -> store thread -> loop ---- */
 enum qop_kind { QOP_CHUNK, QOP_COMMIT, QOP_ABORT, QOP_CLAIM, QOP_OUTCOMES,
-                QOP_HOLD, QOP_RELEASE, QOP_DELETE, QOP_COUNTERS };
+                QOP_HOLD, QOP_RELEASE, QOP_DELETE, QOP_COUNTERS,
+                QOP_KV_PUT, QOP_KV_DEL };
 
 struct qrcpt_in { char *address, *domain, *orcpt; unsigned notify; };
 struct qclaim { queue_msgid id; uint32_t idx; uint64_t due_ms; };
@@ -99,6 +100,8 @@ struct qop {
 	size_t n_outs;
 	/* DELETE */
 	char *by;
+	/* KV_PUT / KV_DEL: a small record of the default column family
+	 * (suppressions); key in by, value in data/len */
 	/* COUNTERS */
 	struct queue_counters cnt;
 	int internal;           /* queued by the store thread itself */

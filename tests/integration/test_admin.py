@@ -203,9 +203,9 @@ class AuthAndInputTest(unittest.TestCase):
 
     def test_not_yet_available_endpoints_say_so(self):
         st, res = self.d.admin("GET", "/v1/suppressions")
-        self.assertEqual(st, 501)
+        self.assertEqual((st, res["suppressions"]), (200, []))
         st, res = self.d.admin("DELETE", "/v1/suppressions/x%40y.test")
-        self.assertEqual(st, 501)
+        self.assertEqual((st, res["error"]), (404, "not_found"))
         st, res = self.d.admin("POST", "/v1/bounce", {"domain": "x.test"})
         self.assertEqual(st, 501)
 
@@ -734,7 +734,7 @@ class CliTest(unittest.TestCase):
         out, _ = self.ctl("bounce", "--domain", "cli2.test", "--delete")
         self.assertIn("deleted: 2 recipients of 2 messages", out)
         self.ctl("bounce", "--domain", "cli2.test", expect=1)  # 501 for now
-        self.ctl("suppressions", expect=1)
+        self.ctl("suppressions")
         out, _ = self.ctl("sites")
         self.assertIn("SITE", out)
         self.ctl("site", "no.such.site", expect=1)

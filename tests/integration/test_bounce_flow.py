@@ -6,6 +6,7 @@ recipients, and the sender's own MX, which receives the DSNs.
 """
 import collections
 import email
+import smtplib
 import email.policy
 import time
 import unittest
@@ -94,6 +95,31 @@ class BounceFlowTest(unittest.TestCase):
         self.wait_terminal(["bad7@t.test"])
         time.sleep(1.5)
         self.assertEqual(self.dsns(), [])
+
+    def test_hard_bounce_suppresses_the_address(self):
+        submit(self.d.routing_socket, "author@src.test", ["bad5@t.test"])
+        self.wait_terminal(["bad5@t.test"])
+        # the store write of the suppression follows the bounce within a round
+        st, res = world.wait_until(
+            lambda: (lambda r: r if r[1]["suppressions"] else None)(
+                self.d.admin("GET", "/v1/suppressions")), timeout=10, what="suppression")
+        entry = res["suppressions"][0]
+        self.assertEqual((entry["address"], entry["category"], entry["active"]),
+                         ("bad5@t.test", "bad-mailbox", True))
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as cm:
+            submit(self.d.routing_socket, "author@src.test", ["Bad5@t.test"])
+        code, text = cm.exception.recipients["Bad5@t.test"]
+        self.assertEqual(code, 550)
+        self.assertIn(b"5.1.1", text)
+        self.assertIn(b"suppressed", text)
+        # refused at the door: nothing new queued, one terminal line so far
+        self.assertEqual([r["event"] for r in self.terminal()
+                          if r["recipient"].lower() == "bad5@t.test"], ["Bounce"])
+        st, _ = self.d.admin("DELETE", "/v1/suppressions/bad5%40t.test")
+        self.assertEqual(st, 200)
+        world.wait_until(lambda: self.d.admin("GET", "/v1/suppressions")[1]["suppressions"] == [],
+                         timeout=10, what="suppression removed")
+        self.assertEqual(submit(self.d.routing_socket, "author@src.test", ["bad5@t.test"]), {})
 
 
 if __name__ == "__main__":
