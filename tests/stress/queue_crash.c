@@ -375,7 +375,8 @@ verify(struct state *st, int full, uint64_t last_checked_id)
 		event_base_free(base);
 		return;
 	}
-	qsort(st->acks, st->n_acks, sizeof(*st->acks), cmp_ack);
+	if (st->n_acks > 0)
+		qsort(st->acks, st->n_acks, sizeof(*st->acks), cmp_ack);
 	for (size_t i = 0; i < st->n_acks; i++)
 		check_msg(st, q, st->acks[i].id, st->acks[i].seed, full);
 	chunks = check_visible(st, q, last_checked_id);
