@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh - install what is needed, build, and run every test: unit and
-# integration tests on the normal build, then again on the ASan/UBSan build.
+# integration tests on the normal build, each libFuzzer target for a short
+# fixed time (MXB_FUZZ_SECONDS, default 10), then the unit and integration
+# tests again on the ASan/UBSan build.
 # Ends with a summary; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -31,6 +33,13 @@ run_suite() { # name builddir cmake-args...
 }
 
 run_suite release build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXB_SANITIZE=OFF
+echo "== fuzz: libFuzzer, ${MXB_FUZZ_SECONDS:-10} s per target"
+if tests/fuzz/run.sh "${MXB_FUZZ_SECONDS:-10}"; then
+	echo "fuzz: every target ran clean" >>"$summary_file"
+else
+	echo "fuzz: FAILED" >>"$summary_file"
+	status=1
+fi
 (
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

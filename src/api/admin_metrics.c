@@ -149,7 +149,8 @@ sched_flatten(struct evbuffer *b, const char *prefix, json_t *o, int depth)
 	char name[256];
 
 	json_object_foreach(o, k, v) {
-		snprintf(name, sizeof(name), "%s_%s", prefix, k);
+		if (snprintf(name, sizeof(name), "%s_%s", prefix, k) >= (int)sizeof(name))
+			continue; /* no metric name is that long */
 		for (char *p = name; *p; p++)
 			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			      (*p >= '0' && *p <= '9') || *p == '_'))

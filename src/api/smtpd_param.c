@@ -264,12 +264,13 @@ smtpd_mail_parse(const char *arg, int dsn, char *from, int *from_utf8,
 static int
 notify_parse(const struct param *pm, unsigned *out)
 {
-	const char *p = pm->val, *end = pm->val + pm->vlen, *c;
+	const char *p = pm->val, *end, *c;
 	unsigned bits = 0;
 	size_t n;
 
 	if (p == NULL)
 		return -1;
+	end = p + pm->vlen;
 	while (p < end) {
 		c = memchr(p, ',', (size_t)(end - p));
 		n = (size_t)((c ? c : end) - p);

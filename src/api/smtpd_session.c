@@ -202,8 +202,11 @@ read_line(struct smtpd_session *s)
 		return too_long(s, in, n + 1);
 	evbuffer_remove(in, buf, n + 1);
 	if (n == 0 || buf[n - 1] != '\r') {
+		/* the line goes on to the next LF: refuse all of it, so nothing
+		 * after a bare LF runs as a command of its own (smuggling) */
 		smtpd_session_reply(s, "500 5.5.2 Bare LF in command refused; lines end with CRLF");
 		smtpd_session_error(s);
+		s->skipping = 1;
 		return 1;
 	}
 	buf[n - 1] = '\0';

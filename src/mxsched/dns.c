@@ -391,6 +391,13 @@ dns_parse_mx(const unsigned char *abuf, int alen, struct dns_answer *ans)
 		return rc == ARES_ENODATA ? DNS_NODATA : DNS_MALFORMED;
 	for (r = head; r != NULL; r = r->next)
 		n++;
+	if (n == 0) {
+		/* c-ares 1.18 says success for an answer of only a CNAME and
+		 * records of other types: there is no MX (RFC 5321 5.1 then
+		 * falls back to the domain's own address) */
+		ares_free_data(head);
+		return DNS_NODATA;
+	}
 	mx = xcalloc(n, sizeof(*mx));
 	n = 0;
 	for (r = head; r != NULL; r = r->next, n++) {

@@ -293,9 +293,6 @@ class TestDns(unittest.TestCase):
 
 class TestDnsAnswers(unittest.TestCase):
 
-    @unittest.skipUnless(os.environ.get("MXB_OPEN_BUGS"), "open bug: a CNAME "
-                         "domain without MX is deferred forever (MXB_OPEN_BUGS=1 "
-                         "runs it)")
     def test_cname_domain_without_mx_uses_the_implicit_mx(self):
         """OPEN BUG (found by tests/fuzz/fuzz_dns_answer): for a domain that
         is a CNAME to a host with only an A record, the MX answer is NOERROR
