@@ -92,6 +92,14 @@ static const struct option options[] = {
 	  "yes, no, or CIDRs of loopback/private exchangers allowed" },
 	{ S_DELIVERY, "connect_timeout", T_DURATION, G(connect_timeout_ms), "30s",
 	  100, 10 * 60000, NULL, "TCP connect timeout per exchanger address" },
+	{ S_DELIVERY, "greeting_timeout", T_DURATION, G(greeting_timeout_ms), "5m",
+	  100, 3600000, NULL, "wait for a server's greeting (RFC 5321 4.5.3.2)" },
+	{ S_DELIVERY, "command_timeout", T_DURATION, G(command_timeout_ms), "5m",
+	  100, 3600000, NULL, "wait for replies to EHLO, STARTTLS, MAIL, RCPT, RSET" },
+	{ S_DELIVERY, "data_timeout", T_DURATION, G(data_timeout_ms), "3m", 100,
+	  3600000, NULL, "DATA's 354, and progress while sending the body" },
+	{ S_DELIVERY, "final_timeout", T_DURATION, G(final_timeout_ms), "10m", 100,
+	  3600000, NULL, "the reply after the final dot or BDAT LAST" },
 	{ S_DELIVERY, "retry_schedule", T_DURLIST, G(retry_schedule),
 	  "5m,10m,20m,40m,1h,2h,4h", 0, 0, NULL,
 	  "delays between attempts; the last repeats until queue_lifetime" },
@@ -444,12 +452,20 @@ option_apply(const struct option *o, void *base, const char *v,
 		return 0;
 	case T_HOSTLIST:
 		*why = "not a comma-separated list of address[:port]";
+		if (*v == '\0' && o->def == NULL) { /* as --check-config prints unset */
+			set_string((char **)slot, NULL);
+			return 0;
+		}
 		if (check_list(v, ok_hostport) < 0)
 			return -1;
 		set_string((char **)slot, v);
 		return 0;
 	case T_CIDRS:
 		*why = "not yes, no, or a comma-separated list of CIDRs";
+		if (*v == '\0' && o->def == NULL) {
+			set_string((char **)slot, NULL);
+			return 0;
+		}
 		if (strcasecmp(v, "yes") && strcasecmp(v, "no") &&
 		    check_list(v, ok_cidr) < 0)
 			return -1;
@@ -804,6 +820,7 @@ static void
 dump_section(FILE *out, enum sect kind, const char *name, const void *base)
 {
 	char val[1024];
+	int pad, room;
 	size_t i;
 
 	if (name)
@@ -814,10 +831,12 @@ dump_section(FILE *out, enum sect kind, const char *name, const void *base)
 		if (options[i].sect != kind)
 			continue;
 		value_text(&options[i], base, val, sizeof(val));
-		fprintf(out, "%s = %s%*s; %s\n", options[i].key, val,
-		        (int)(strlen(options[i].key) + strlen(val) < 40 ?
-		              40 - strlen(options[i].key) - strlen(val) : 1), "",
-		        options[i].help);
+		pad = (int)(strlen(options[i].key) + strlen(val) < 40 ?
+		            40 - strlen(options[i].key) - strlen(val) : 1);
+		room = 190 - (int)(strlen(options[i].key) + strlen(val)) - pad - 5;
+		/* one line under inih's 200 bytes, so the dump loads again */
+		fprintf(out, "%s = %s%*s; %.*s\n", options[i].key, val, pad, "",
+		        room > 20 ? room : 20, options[i].help);
 	}
 }
 

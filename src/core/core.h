@@ -136,6 +136,8 @@ struct config {
 	uint64_t smtp_port;
 	char *allow_private_destinations; /* "no", "yes" or a CIDR list */
 	uint64_t connect_timeout_ms;
+	uint64_t greeting_timeout_ms, command_timeout_ms, data_timeout_ms,
+	         final_timeout_ms; /* the SMTP client's reply timeouts */
 	char *retry_schedule; /* "5m,10m,..." validated at load */
 	uint64_t max_mx_addresses;
 	int paused;           /* deliver nothing (benchmarks, maintenance) */

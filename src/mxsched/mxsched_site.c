@@ -815,6 +815,11 @@ site_conn_open(struct site *site)
 	o.tls = site->tls;
 	o.tls_ctx = s->tls;
 	o.timeouts.connect = s->cfg->connect_timeout_ms;
+	o.timeouts.greeting = s->cfg->greeting_timeout_ms;
+	o.timeouts.helo = o.timeouts.starttls = o.timeouts.mail = o.timeouts.rcpt =
+		o.timeouts.rset = o.timeouts.quit = s->cfg->command_timeout_ms;
+	o.timeouts.data_init = o.timeouts.data_block = s->cfg->data_timeout_ms;
+	o.timeouts.data_done = s->cfg->final_timeout_ms;
 	o.max_addresses = (unsigned)s->cfg->max_mx_addresses;
 	o.allow_private = s->allow_private;
 	sc->site = site;

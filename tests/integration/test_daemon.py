@@ -125,6 +125,18 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("ok.conf:6: [delivery] connect_timeout: 'soon' is not a duration", r.stderr)
 
+    def test_check_config_output_loads_again(self):
+        """What --check-config prints is itself a valid configuration."""
+        r = subprocess.run([DAEMON, "--check-config", "/dev/null"], capture_output=True,
+                           text=True, timeout=20)
+        path = os.path.join(self.dir.name, "dumped.conf")
+        with open(path, "w") as f:
+            f.write(r.stdout)
+        r2 = subprocess.run([DAEMON, "--check-config", path], capture_output=True,
+                            text=True, timeout=20)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        self.assertEqual(r2.stdout.splitlines()[1:], r.stdout.splitlines()[1:])
+
     def test_every_option_documented(self):
         """docs/configuration.md lists every option the daemon knows."""
         r = subprocess.run([DAEMON, "--check-config", "/dev/null"], capture_output=True,

@@ -237,6 +237,26 @@ class SchedTest(unittest.TestCase):
         self.assertTrue(all(c["messages"] <= 20 for c in conns))
         self.assertFalse([t for t in sink.transactions() if t["status"] != "delivered"])
 
+    def test_hung_exchanger_times_out_and_others_are_unaffected(self):
+        self.w.dns.add_mx("hang.test", [(10, "mx.hang.test")])
+        self.w.dns.add_a("mx.hang.test", "127.0.1.85")
+        self.w.dns.add_mx("fine.test", [(10, "mx.fine.test")])
+        self.w.dns.add_a("mx.fine.test", "127.0.1.86")
+        self.w.dns.start()
+        sink = self.w.sink(["127.0.1.85", "127.0.1.86"],
+                           config={"listen": {"127.0.1.85": {"hang_at": "dot"}}})
+        d = self.daemon({"delivery": {"final_timeout": "2s", "retry_schedule": "1h"}})
+        submit(d.routing_socket, "a@src.test", ["h@hang.test", "f@fine.test"])
+        self.final(d, 1)  # the healthy site is not held up
+        self.assertEqual(sink.delivered("127.0.1.86"), ["f@fine.test"])
+        rec = world.wait_until(lambda: [r for r in d.delivery_records()
+                                        if r["event"] == "TransientFailure"],
+                               timeout=20, what="the hung batch deferred")[0]
+        self.assertEqual(rec["recipient"], "h@hang.test")
+        self.assertEqual(sink.delivered("127.0.1.85"), [])
+        self.assertFalse([r for r in d.delivery_records()
+                          if r.get("recipient") == "h@hang.test" and r["event"] == "Delivery"])
+
 
 if __name__ == "__main__":
     unittest.main()
