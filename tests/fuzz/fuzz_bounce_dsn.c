@@ -7,6 +7,8 @@
  * byte). Properties with the clean original: CRLF line ends only, no NUL,
  * no line over 998 octets, and no header line the input injected.
  */
+#include <strings.h>
+
 #include "bounce/bounce.h"
 #include "fuzz_util.h"
 
@@ -23,10 +25,32 @@ read_orig(void *arg, void *buf, size_t len)
 	return (long)k;
 }
 
+/* track_part - is the line at off inside the human-readable text/plain
+ * part's body? Wrapped prose may start a line with any word, "Zz-Injected:"
+ * included, without it being a header: only header blocks and the
+ * delivery-status fields are checked for injected lines. */
+static void
+track_part(const struct bounce_buf *b, size_t off, int *in_text, int *pending)
+{
+	const char *l = b->data + off;
+	size_t left = b->len - off;
+
+	if (left >= 2 && l[0] == '-' && l[1] == '-') {
+		*in_text = 0; /* a boundary line: a new part's headers follow */
+		*pending = 0;
+	} else if (left >= 24 && strncasecmp(l, "Content-Type: text/plain", 24) == 0) {
+		*pending = 1;
+	} else if (left >= 2 && l[0] == '\r' && l[1] == '\n' && *pending) {
+		*in_text = 1; /* the blank line before the text part's body */
+		*pending = 0;
+	}
+}
+
 static void
 check_output(const struct bounce_buf *b)
 {
 	size_t col = 0;
+	int in_text = 0, text_pending = 0;
 
 	for (size_t i = 0; i < b->len; i++) {
 		char c = b->data[i];
@@ -37,7 +61,10 @@ check_output(const struct bounce_buf *b)
 			FZ_CHECK(i + 1 < b->len && b->data[i + 1] == '\n');
 		if (c == '\r' || c == '\n') {
 			col = 0;
-			if (c == '\n' && strncmp(b->data + i + 1, "Zz-Injected:", 12) == 0)
+			if (c == '\n')
+				track_part(b, i + 1, &in_text, &text_pending);
+			if (c == '\n' && !in_text &&
+			    strncmp(b->data + i + 1, "Zz-Injected:", 12) == 0)
 				FZ_CHECK(!"header injected");
 			continue;
 		}

@@ -202,14 +202,14 @@ def soak_run(tc, duration=40, measure=5, clients=4, sample_every=5,
     # 3. drain and idle
     try:
         wait_until(lambda: sent <= set(fast.delivered()) | set(slow.delivered()),
-                   timeout=120, interval=0.5, what="every submitted recipient delivered")
+                   timeout=300, interval=0.5, what="every submitted recipient delivered")
     except TimeoutError:
         missing = sorted(sent - set(fast.delivered()) - set(slow.delivered()))
         last = {}
         for r in d.delivery_records():
             if r.get("recipient") in missing:
                 last[r["recipient"]] = r
-        tc.fail("%d of %d recipients not delivered after 120 s, e.g. %s; last "
+        tc.fail("%d of %d recipients not delivered after 300 s, e.g. %s; last "
                 "delivery-log events: %s" % (len(missing), len(sent), missing[:5],
                                              [last.get(m) for m in missing[:3]]))
     time.sleep(4)   # site connections idle out (idle_timeout 2 s)
@@ -242,8 +242,10 @@ def soak_run(tc, duration=40, measure=5, clients=4, sample_every=5,
 class TestSoak(unittest.TestCase):
 
     def test_short_soak_no_growth(self):
+        # a 50 ms slow site: at 200 ms per reply its backlog (one message in
+        # ten) outgrew the drain time on a fast machine; slow is still slow
         s = soak_run(self, duration=int(os.environ.get("MXB_SOAK_SECONDS", "15")),
-                     measure=3, sample_every=5)
+                     measure=3, sample_every=5, slow_ms=50)
         self.assertEqual(s["errors"], 0)
         self.assertLessEqual(s["fds"]["sockets_after"], s["fds"]["sockets_idle"])
         self.assertLessEqual(s["fds"]["after"], s["fds"]["idle"] + 20)
