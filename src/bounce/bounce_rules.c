@@ -211,15 +211,58 @@ next_word(char **pp)
 	return w;
 }
 
+#define RE_MAX_LEN 1024    /* bytes of one pattern */
+#define RE_MAX_REPEAT 100  /* largest {n,m} bound */
+
+/* re_too_costly - patterns whose compilation can take gigabytes in
+ * glibc's regcomp: a quantifier stacked on a quantifier ("a++", "a*{2}")
+ * or a bounded repeat over RE_MAX_REPEAT. The reason, or NULL if fine. */
+static const char *
+re_too_costly(const char *p)
+{
+	int prev_quant = 0;
+
+	if (strlen(p) > RE_MAX_LEN)
+		return "longer than 1024 bytes";
+	for (; *p; p++) {
+		int quant = *p == '*' || *p == '+' || *p == '?' || *p == '{';
+		if (*p == '\\' && p[1]) {
+			p++;
+		} else if (*p == '[') { /* a bracket expression is one atom */
+			const char *q = p + 1 + (p[1] == '^') + (p[1 + (p[1] == '^')] == ']');
+			while (*q && *q != ']')
+				q++;
+			p = *q ? q : p;
+		} else if (quant && prev_quant) {
+			return "a quantifier on a quantifier";
+		} else if (*p == '{') {
+			char *e;
+			unsigned long n = strtoul(p + 1, &e, 10);
+			unsigned long m = *e == ',' ? strtoul(e + 1, &e, 10) : n;
+			if (n > RE_MAX_REPEAT || m > RE_MAX_REPEAT)
+				return "a repeat count over 100";
+			while (*p && *p != '}')
+				p++;
+			if (*p == '\0')
+				break;
+		}
+		prev_quant = quant;
+	}
+	return NULL;
+}
+
 static int
 compile_re(struct lineparse *lp, regex_t *re, const char *src,
            const char *what)
 {
+	const char *why;
 	int rc;
 	char buf[256];
 
 	if (*src == '\0')
 		return perr(lp, "%s= needs a regular expression", what);
+	if ((why = re_too_costly(src)) != NULL)
+		return perr(lp, "%s=: pattern refused: %s", what, why);
 	rc = regcomp(re, src, REG_EXTENDED | REG_ICASE | REG_NOSUB);
 	if (rc != 0) {
 		regerror(rc, re, buf, sizeof(buf));
