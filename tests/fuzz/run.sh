@@ -8,7 +8,7 @@
 # Prints per target: executions, seconds, coverage; exits non-zero if any
 # target failed. Env: MXB_FUZZ_BUILD (build dir, default build-fuzz),
 # CC (default clang-14, else clang), MXB_FUZZ_KEEP=1 (keep new inputs in
-# build-fuzz/corpus-<target> across runs).
+# build-fuzz/corpus-<target> across runs), MXB_FUZZ_SEED (libFuzzer -seed).
 set -u
 secs=${1:-20}
 [ $# -gt 0 ] && shift
@@ -46,7 +46,10 @@ for t in $targets; do
 	log=$out/$t.log
 	corpus=$here/corpus/$t
 	mkdir -p "$corpus"
-	"$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+	# MXB_FUZZ_SEED fixes libFuzzer's random choices (the test command sets
+	# it, so a run explores the same inputs each time); unset: random
+	"$build/$t" ${MXB_FUZZ_SEED:+-seed="$MXB_FUZZ_SEED"} \
+		-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
 		-max_len=8192 -print_final_stats=1 -artifact_prefix="$out/$t-" \
 		"$scratch" "$corpus" >"$log" 2>&1
 	rc=$?
