@@ -430,8 +430,26 @@ writer_abort_op(struct queue_writer *w)
 	return op;
 }
 
+/* op_copy_outs - the op's own copy of n outcomes */
+static void
+op_copy_outs(struct qop *op, const struct queue_outcome *o, size_t n)
+{
+	op->outs = xcalloc(n ? n : 1, sizeof(*op->outs));
+	op->n_outs = n;
+	for (size_t i = 0; i < n; i++) {
+		struct queue_outcome *d = &op->outs[i];
+
+		*d = o[i];
+		d->reply.enhanced = dup_or_null(o[i].reply.enhanced);
+		d->reply.text = dup_or_null(o[i].reply.text);
+		d->reply.mx = dup_or_null(o[i].reply.mx);
+		d->by = dup_or_null(o[i].by);
+	}
+}
+
 void
-queue_msg_commit(struct queue_writer *w, queue_commit_cb cb, void *arg)
+queue_msg_commit_with(struct queue_writer *w, const struct queue_outcome *o,
+                      size_t n, queue_commit_cb cb, void *arg)
 {
 	struct qop *op;
 
@@ -452,11 +470,19 @@ queue_msg_commit(struct queue_writer *w, queue_commit_cb cb, void *arg)
 		memset(&w->env, 0, sizeof(w->env));
 		w->rcpts = NULL;
 		w->n_rcpts = 0;
+		if (n > 0)
+			op_copy_outs(op, o, n);
 	}
 	op->ccb = cb;
 	op->arg = arg;
 	qstore_submit(w->q, op);
 	writer_free(w);
+}
+
+void
+queue_msg_commit(struct queue_writer *w, queue_commit_cb cb, void *arg)
+{
+	queue_msg_commit_with(w, NULL, 0, cb, arg);
 }
 
 void
@@ -478,17 +504,7 @@ queue_outcomes(struct queue *q, const struct queue_outcome *o, size_t n,
 	struct qop *op = xcalloc(1, sizeof(*op));
 
 	op->kind = QOP_OUTCOMES;
-	op->outs = xcalloc(n ? n : 1, sizeof(*op->outs));
-	op->n_outs = n;
-	for (size_t i = 0; i < n; i++) {
-		struct queue_outcome *d = &op->outs[i];
-
-		*d = o[i];
-		d->reply.enhanced = dup_or_null(o[i].reply.enhanced);
-		d->reply.text = dup_or_null(o[i].reply.text);
-		d->reply.mx = dup_or_null(o[i].reply.mx);
-		d->by = dup_or_null(o[i].by);
-	}
+	op_copy_outs(op, o, n);
 	op->dcb = cb;
 	op->arg = arg;
 	qstore_submit(q, op);

@@ -33,6 +33,7 @@ struct config;
 struct queue;
 struct queue_writer;
 struct queue_body;
+struct queue_outcome;
 
 /* ---- status of an asynchronous store operation ---- */
 enum queue_status {
@@ -163,6 +164,7 @@ struct queue_rcpt {
 	uint64_t next_ms;          /* next attempt (due) time */
 	int last_code;             /* last reply, 0 = none */
 	char *last_enhanced, *last_text, *last_mx; /* may be NULL */
+	uint64_t warned_ms;        /* last delay warning (DSN), 0 = none */
 };
 /* Free the strings of n recipients and the array itself. */
 void queue_rcpts_free(struct queue_rcpt *r, size_t n);
@@ -190,6 +192,14 @@ uint64_t queue_msg_size(const struct queue_writer *w);
  * failed (then nothing of the message is visible). Every recipient is due
  * at once (or held if the envelope says so). Frees w. */
 void queue_msg_commit(struct queue_writer *w, queue_commit_cb cb, void *arg);
+/* queue_msg_commit, and in the same WriteBatch (so both or neither are
+ * durable) the n outcomes (copied), applied after the message: a DSN and
+ * the outcomes of the recipients it reports. If the message is refused
+ * (too big, disk full, no recipient) the outcomes are not applied either
+ * and cb gets the message's status. Frees w. */
+void queue_msg_commit_with(struct queue_writer *w,
+                           const struct queue_outcome *o, size_t n,
+                           queue_commit_cb cb, void *arg);
 /* Drop the message; nothing remains. Frees w. NULL is a no-op. */
 void queue_msg_abort(struct queue_writer *w);
 
@@ -244,6 +254,8 @@ struct queue_outcome {
 	uint64_t attempt_ms;      /* when the attempt happened; 0 = now */
 	struct queue_reply reply; /* stored for DEFERRED/REDEFER; copied */
 	const char *by;           /* DELETED: who; may be NULL */
+	uint64_t warned_ms;       /* DEFERRED/REDEFER/RELEASE: a delay warning
+	                           * went out at this time; 0 = keep the old */
 };
 
 typedef void (*queue_done_cb)(void *arg, enum queue_status st);

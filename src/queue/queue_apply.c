@@ -263,6 +263,8 @@ apply_chunk(struct qround *r, struct qop *op)
 	}
 }
 
+static void apply_outcomes(struct qround *r, struct qop *op);
+
 /* commit_drop_chunks - a refused commit leaves none of its body */
 static void
 commit_drop_chunks(struct qround *r, struct qop *op)
@@ -318,6 +320,11 @@ apply_commit(struct qround *r, struct qop *op)
 	r->q->cnt.messages++;
 	r->q->cnt.bytes += op->env.size;
 	r->q->cnt.total_messages++;
+	/* queue_msg_commit_with: the outcomes go in the same batch. A read
+	 * error skips an outcome (its recipient stays in flight until the
+	 * next start) but the message itself is in: its status stays OK */
+	apply_outcomes(r, op);
+	op->st = QUEUE_OK;
 }
 
 static void
@@ -431,6 +438,8 @@ apply_outcome(struct qround *r, const struct queue_outcome *o)
 		rcpt_unindex(r, &rc);
 		outcome_reply(&rc, o);
 		rc.next_ms = o->kind == QUEUE_OUT_RELEASE ? now : o->next_ms;
+		if (o->warned_ms)
+			rc.warned_ms = o->warned_ms;
 		rc.state = (e.flags & QUEUE_MSG_HELD) ? QUEUE_RCPT_HELD
 		                                      : QUEUE_RCPT_QUEUED;
 		rcpt_put(r, &rc);

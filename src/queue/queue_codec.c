@@ -353,6 +353,7 @@ qrcpt_encode(const struct queue_rcpt *r, struct qbuf *out)
 	qbuf_str(out, r->last_enhanced);
 	qbuf_str(out, r->last_text);
 	qbuf_str(out, r->last_mx);
+	qbuf_u64(out, r->warned_ms); /* trailing: absent in older records */
 }
 
 int
@@ -380,6 +381,8 @@ qrcpt_decode(const char *p, size_t len, struct queue_rcpt *r)
 	r->last_enhanced = qrd_str(&d);
 	r->last_text = qrd_str(&d);
 	r->last_mx = qrd_str(&d);
+	if (!d.bad && d.left > 0)
+		r->warned_ms = qrd_u64(&d); /* older records end before it */
 	if (d.bad || r->address == NULL || r->domain == NULL ||
 	    r->state > QUEUE_RCPT_HELD) {
 		qrcpt_clear(r);

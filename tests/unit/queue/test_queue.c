@@ -233,7 +233,8 @@ test_records(void **state)
 	                        .address = "a@b", .domain = "b", .orcpt = NULL,
 	                        .notify = 6, .attempts = 4, .submit_ms = 11,
 	                        .first_attempt_ms = 12, .next_ms = 13,
-	                        .last_code = 451, .last_text = "x" }, d = { 0 };
+	                        .last_code = 451, .last_text = "x",
+	                        .warned_ms = 14 }, d = { 0 };
 	struct qenv e = { .flags = 3, .ret = 2, .priority = -1, .size = 99,
 	                  .chunk_size = 65536, .rcpts_total = 5, .rcpts_live = 4,
 	                  .sender = "", .envid = "ENV" }, e2;
@@ -250,6 +251,12 @@ test_records(void **state)
 	assert_int_equal(d.attempts, 4);
 	assert_int_equal(d.next_ms, 13);
 	assert_int_equal(d.state, QUEUE_RCPT_HELD);
+	assert_int_equal(d.warned_ms, 14);
+	qrcpt_clear(&d);
+	/* a record written before the delay-warning field still reads */
+	assert_int_equal(qrcpt_decode(b.p, b.len - 8, &d), 0);
+	assert_int_equal(d.warned_ms, 0);
+	assert_string_equal(d.last_text, "x");
 	qrcpt_clear(&d);
 	assert_int_equal(qrcpt_decode(b.p, b.len - 1, &d), -1); /* truncated */
 	qbuf_free(&b);
@@ -702,6 +709,74 @@ admin(struct fx *f, enum qop_kind k, queue_msgid id, enum queue_status want)
 	assert_int_equal(f->st, want);
 }
 
+/* test_commit_with - a DSN-like message and the outcomes it reports are
+ * written in one batch; a delay-warning time given with a deferral is kept
+ * in the recipient record */
+static void
+test_commit_with(void **state)
+{
+	struct fx *f = *state;
+	struct queue_envelope env = { .sender = "", .flags = QUEUE_MSG_DSN };
+	struct queue_rcpt_in rin = { .address = "s@example.org" };
+	struct queue_outcome o[2];
+	struct queue_rcpt *r;
+	struct queue_writer *w;
+	struct queue_counters c;
+	queue_msgid id, dsn;
+	uint64_t later = now_ms() + 3600 * 1000;
+	int n;
+
+	id = submit(f, 100, 2, 0);
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 2);
+	queue_rcpts_free(r, 2);
+	memset(o, 0, sizeof(o));
+	o[0] = (struct queue_outcome){ .msgid = id, .idx = 0,
+	                               .kind = QUEUE_OUT_BOUNCED,
+	                               .reply = { 550, "5.1.1", "no such user", "mx" } };
+	o[1] = (struct queue_outcome){ .msgid = id, .idx = 1,
+	                               .kind = QUEUE_OUT_DEFERRED, .next_ms = later,
+	                               .warned_ms = 4242 };
+	w = queue_msg_begin(f->q, &env);
+	assert_int_equal(queue_msg_write(w, "report\r\n", 8), 0);
+	assert_int_equal(queue_msg_add_rcpt(w, &rin), 0);
+	f->pending++;
+	queue_msg_commit_with(w, o, 2, on_commit, f);
+	fx_wait(f);
+	assert_int_equal(f->st, QUEUE_OK);
+	dsn = f->id;
+	assert_true(dsn != id);
+	queue_counters_get(f->q, &c);
+	assert_int_equal(c.total_bounced, 1);
+	assert_int_equal(c.messages, 2);
+	assert_int_equal(c.rcpts_deferred, 1);
+	n = queue_msg_rcpts(f->q, id, &r);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].idx, 1);
+	assert_int_equal(r[0].warned_ms, 4242);
+	queue_rcpts_free(r, 1);
+	/* a refused message (no recipient) applies none of its outcomes */
+	o[0].idx = 1;
+	o[0].kind = QUEUE_OUT_DELIVERED;
+	w = queue_msg_begin(f->q, &env);
+	f->pending++;
+	queue_msg_commit_with(w, o, 1, on_commit, f);
+	fx_wait(f);
+	assert_int_equal(f->st, QUEUE_EINVAL);
+	queue_counters_get(f->q, &c);
+	assert_int_equal(c.total_delivered, 0);
+	/* a later deferral without a warning time keeps the old one */
+	n = queue_due_claim(f->q, later, 10, &r);
+	assert_true(n >= 1);
+	queue_rcpts_free(r, (size_t)n);
+	outcome(f, id, 1, QUEUE_OUT_DEFERRED, later + 10);
+	n = queue_msg_rcpts(f->q, id, &r);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].warned_ms, 4242);
+	queue_rcpts_free(r, 1);
+	assert_consistent(f);
+}
+
 static void
 test_hold_release_delete(void **state)
 {
@@ -881,6 +956,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_big_body, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_outcomes_refcount, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_with, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_release_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_rebuild, setup, teardown),
