@@ -5,9 +5,11 @@
  * allowed senders, and hourly message/recipient budgets.
  *
  * Loaded at start and on SIGHUP (smtpd_reload); a reload keeps the hourly
- * usage of accounts that still exist. Loop thread only. crypt(3) is slow on
- * purpose, so a successful check is remembered as a salted SHA-256 of the
- * password: the next AUTH with the same password costs no crypt.
+ * usage of accounts that still exist. Loop thread only, except
+ * accounts_hash_check(), which the password thread runs (smtpd_crypt.c):
+ * crypt(3) is slow on purpose. A successful check is remembered as a salted
+ * SHA-256 of the password: the next AUTH with the same password costs no
+ * crypt.
  */
 #include "api/smtpd_internal.h"
 
@@ -243,31 +245,66 @@ accounts_find(struct accounts *as, const char *user)
 	return bsearch(&key, as->v, as->n, sizeof(*as->v), account_cmp);
 }
 
+int
+accounts_hash_check(const char *hash, const char *pass, struct crypt_data *cd)
+{
+	const char *h = crypt_r(pass, hash, cd);
+
+	return h && h[0] != '*' && strlen(h) == strlen(hash) &&
+	       CRYPTO_memcmp(h, hash, strlen(h)) == 0;
+}
+
+struct account *
+accounts_verify_cached(struct accounts *as, const char *user, const char *pass)
+{
+	struct account *a = accounts_find(as, user);
+	unsigned char d[32];
+
+	if (a == NULL || !a->have_ok)
+		return NULL;
+	digest(as, pass, d);
+	return CRYPTO_memcmp(d, a->ok_digest, 32) == 0 ? a : NULL;
+}
+
+const char *
+accounts_check_hash(const struct accounts *as, const char *user)
+{
+	struct account *a = accounts_find((struct accounts *)as, user);
+
+	if (a)
+		return a->hash;
+	/* an unknown user costs one crypt of a real account's hash, so that
+	 * timing does not tell which user names exist */
+	return as && as->n ? as->v[0].hash : NULL;
+}
+
+struct account *
+accounts_remember(struct accounts *as, const char *user, const char *hash,
+                  const char *pass)
+{
+	struct account *a = accounts_find(as, user);
+
+	if (a == NULL || strcmp(a->hash, hash) != 0)
+		return NULL; /* reloaded meanwhile: the user or the password changed */
+	digest(as, pass, a->ok_digest);
+	a->have_ok = 1;
+	return a;
+}
+
 struct account *
 accounts_verify(struct accounts *as, const char *user, const char *pass)
 {
-	struct account *a = accounts_find(as, user);
+	struct account *a = accounts_verify_cached(as, user, pass);
 	struct crypt_data *cd;
-	unsigned char d[32];
-	const char *h;
 	int ok;
 
-	if (a == NULL) /* spend the same effort as for a real account */
-		return NULL;
-	digest(as, pass, d);
-	if (a->have_ok && CRYPTO_memcmp(d, a->ok_digest, 32) == 0)
+	if (a != NULL || (a = accounts_find(as, user)) == NULL)
 		return a;
 	cd = xcalloc(1, sizeof(*cd));
-	h = crypt_r(pass, a->hash, cd);
-	ok = h && h[0] != '*' && strlen(h) == strlen(a->hash) &&
-	     CRYPTO_memcmp(h, a->hash, strlen(h)) == 0;
+	ok = accounts_hash_check(a->hash, pass, cd);
 	OPENSSL_cleanse(cd, sizeof(*cd));
 	free(cd);
-	if (!ok)
-		return NULL;
-	memcpy(a->ok_digest, d, 32);
-	a->have_ok = 1;
-	return a;
+	return ok ? accounts_remember(as, user, a->hash, pass) : NULL;
 }
 
 int

@@ -333,6 +333,12 @@ smtpd_start(struct event_base *base, const struct config *cfg, struct queue *q,
 		}
 		evconnlistener_set_error_cb(l->lev, on_accept_error);
 	}
+	for (i = 0; i < sd->nls && sd->crypt == NULL; i++)
+		if (sd->ls[i].accounts && (sd->crypt = smtpd_crypt_new(base)) == NULL) {
+			snprintf(err, errlen, "cannot start the password check thread");
+			smtpd_free(sd);
+			return NULL;
+		}
 	for (i = 0; i < sd->nls; i++)
 		log_info("-", "listening on %s (listener %s%s%s%s)", sd->ls[i].bound,
 		         sd->ls[i].cfg->name, sd->ls[i].tls ? ", STARTTLS" : "",
@@ -424,6 +430,7 @@ smtpd_free(struct smtpd *sd)
 		return;
 	while (sd->sessions)
 		smtpd_session_free(sd->sessions);
+	smtpd_crypt_free(sd->crypt);
 	for (i = 0; i < sd->nls; i++)
 		listener_clear(&sd->ls[i]);
 	smtpd_ip_clear(&sd->conns);

@@ -3,7 +3,9 @@
  * mechanisms, offered only under TLS on listeners with an accounts file.
  * Failed attempts are counted per client address: past SMTPD_AUTH_FAIL_MAX
  * within SMTPD_AUTH_FAIL_WINDOW_MS, AUTH is refused with 454 4.7.0 before
- * any password is checked. Passwords are never logged. Loop thread only.
+ * any password is checked. Passwords are never logged. Loop thread only;
+ * the crypt(3) check itself runs on the password thread (smtpd_crypt.c)
+ * while the session waits in SS_AUTH_WAIT with its input paused.
  */
 #include "api/smtpd_internal.h"
 
@@ -52,26 +54,68 @@ printable(const char *in, char *buf, size_t len)
 	return buf;
 }
 
+/* auth_ok - the password matched: the session is user's */
 static void
-auth_done(struct smtpd_session *s, const char *user, const char *pass)
+auth_ok(struct smtpd_session *s, const char *user)
 {
-	struct smtpd_ipent *e;
+	s->user = xstrdup(user);
+	log_info(s->id, "authenticated as %s", user);
+	smtpd_session_reply(s, "235 2.7.0 Authentication successful");
+}
+
+/* auth_failed - count the failure against the client's address */
+static void
+auth_failed(struct smtpd_session *s, const char *user)
+{
+	struct smtpd_ipent *e = fail_entry(s, 1);
 	char safe[65];
 
-	s->state = SS_CMD;
-	if (accounts_verify(s->l->accounts, user, pass) != NULL) {
-		s->user = xstrdup(user);
-		log_info(s->id, "authenticated as %s", user);
-		smtpd_session_reply(s, "235 2.7.0 Authentication successful");
-		return;
-	}
-	e = fail_entry(s, 1);
 	e->count++;
 	log_warnx(s->id, "AUTH failed for user '%s' from %s (%llu in window)",
 	          printable(user, safe, sizeof(safe)),
 	          s->ip[0] ? s->ip : "unix socket", (unsigned long long)e->count);
 	smtpd_session_reply(s, "535 5.7.8 Authentication credentials invalid");
 	smtpd_session_error(s);
+}
+
+/* auth_done - the credentials are in: check them off the loop, unless the
+ * password is the account's last good one */
+static void
+auth_done(struct smtpd_session *s, const char *user, const char *pass)
+{
+	const char *hash;
+
+	s->state = SS_CMD;
+	if (accounts_verify_cached(s->l->accounts, user, pass) != NULL) {
+		auth_ok(s, user);
+		return;
+	}
+	if ((hash = accounts_check_hash(s->l->accounts, user)) == NULL) {
+		auth_failed(s, user);
+		return;
+	}
+	if (smtpd_crypt_submit(s->sd->crypt, s, user, pass, hash) < 0) {
+		log_warnx(s->id, "AUTH: too many password checks waiting");
+		smtpd_session_reply(s, "454 4.7.0 Temporary authentication failure; "
+		                    "try again later");
+		return;
+	}
+	s->state = SS_AUTH_WAIT; /* input waits for the answer */
+}
+
+void
+smtpd_auth_on_checked(struct smtpd_session *s, const char *user,
+                      const char *hash, const char *pass, int ok)
+{
+	if (s->state != SS_AUTH_WAIT)
+		return; /* closing meanwhile */
+	s->state = SS_CMD;
+	if (ok && accounts_remember(s->l->accounts, user, hash, pass) != NULL)
+		auth_ok(s, user);
+	else
+		auth_failed(s, user);
+	smtpd_session_process(s); /* what the client pipelined meanwhile */
+	smtpd_session_finish(s);
 }
 
 /* decode - one base64 client response; -1 after replying */

@@ -140,9 +140,26 @@ struct accounts *accounts_load(const char *path, const struct accounts *old,
 void accounts_free(struct accounts *as);
 size_t accounts_count(const struct accounts *as);
 struct account *accounts_find(struct accounts *as, const char *user);
-/* accounts_verify - the account if user exists and pass matches, else NULL */
+/* accounts_verify - the account if user exists and pass matches, else NULL
+ * (runs crypt on the calling thread: the server uses the calls below) */
 struct account *accounts_verify(struct accounts *as, const char *user,
                                 const char *pass);
+/* accounts_verify_cached - the account if pass is its last good password
+ * (no crypt) */
+struct account *accounts_verify_cached(struct accounts *as, const char *user,
+                                       const char *pass);
+/* accounts_check_hash - the hash to check user's password against: the
+ * account's, or for an unknown user a real account's (same cost); NULL
+ * without accounts */
+const char *accounts_check_hash(const struct accounts *as, const char *user);
+/* accounts_hash_check - 1 if crypt(pass) matches hash. Any thread. */
+struct crypt_data;
+int accounts_hash_check(const char *hash, const char *pass,
+                        struct crypt_data *cd);
+/* accounts_remember - after a good check against hash: the account, with
+ * pass remembered, or NULL if the user is gone or its hash changed */
+struct account *accounts_remember(struct accounts *as, const char *user,
+                                  const char *hash, const char *pass);
 int account_sender_ok(const struct account *a, const char *sender);
 int account_msg_allowed(struct account *a, uint64_t now);
 int account_rcpt_allowed(struct account *a, uint64_t now, uint64_t pending);
@@ -158,6 +175,8 @@ struct config;
 struct config_listen;
 struct queue;
 struct queue_writer;
+struct smtpd_crypt;
+struct smtpd_crypt_job;
 
 #define SMTPD_JUNK_MAX 100        /* NOOP/VRFY/HELP/... before they count as errors */
 #define SMTPD_AUTH_FAIL_MAX 5      /* failed AUTH per client IP ... */
@@ -206,6 +225,7 @@ struct smtpd {
 	struct smtpd_session *sessions; /* doubly linked */
 	struct smtpd_iptab conns;     /* connections per client IP */
 	struct smtpd_iptab authfail;  /* failed AUTH per client IP */
+	struct smtpd_crypt *crypt;    /* password checks (NULL: no accounts) */
 	char hostname[256];
 	uint64_t next_sid;
 	int stopping;
@@ -218,7 +238,8 @@ enum smtpd_state {
 	SS_BDAT,        /* a BDAT chunk of known size */
 	SS_COMMIT,      /* end of message sent to the store; input paused */
 	SS_TLS_WAIT,    /* 220 to STARTTLS being flushed; input paused */
-	SS_CLOSING      /* last reply being flushed */
+	SS_CLOSING,     /* last reply being flushed */
+	SS_AUTH_WAIT    /* password being checked off the loop; input paused */
 };
 
 /* Scanner states of message data (smtpd_data.c) */
@@ -253,6 +274,7 @@ struct smtpd_session {
 	char tls_info[128];
 	char *user;              /* authenticated account, or NULL */
 	int auth_mech;           /* 1 PLAIN, 2 LOGIN (while SS_AUTH) */
+	struct smtpd_crypt_job *auth_job; /* check in flight (SS_AUTH_WAIT) */
 	char auth_user[256];
 	unsigned errors, junk, msgs;
 	uint64_t last_ms, cmd_start_ms;
@@ -318,6 +340,16 @@ void smtpd_cmd_dispatch(struct smtpd_session *s, char *line);
 /* smtpd_auth.c */
 void smtpd_auth_start(struct smtpd_session *s, const char *arg);
 void smtpd_auth_line(struct smtpd_session *s, const char *line);
+/* the password thread's answer for s (loop thread) */
+void smtpd_auth_on_checked(struct smtpd_session *s, const char *user,
+                           const char *hash, const char *pass, int ok);
+/* smtpd_crypt.c */
+struct smtpd_crypt *smtpd_crypt_new(struct event_base *base);
+void smtpd_crypt_free(struct smtpd_crypt *c);
+/* queue a check of pass against hash for s; -1 if too many are waiting */
+int smtpd_crypt_submit(struct smtpd_crypt *c, struct smtpd_session *s,
+                       const char *user, const char *pass, const char *hash);
+void smtpd_crypt_cancel(struct smtpd_session *s); /* s is going away */
 /* smtpd_data.c */
 void smtpd_data_start(struct smtpd_session *s);
 void smtpd_bdat_start(struct smtpd_session *s, uint64_t size, int last);

@@ -30,7 +30,7 @@ static const char *
 state_name(enum smtpd_state st)
 {
 	static const char *names[] = { "command", "auth", "data", "bdat", "commit",
-	                               "starttls", "closing" };
+	                               "starttls", "closing", "auth-check" };
 	return names[st];
 }
 
@@ -94,8 +94,8 @@ arm_timer(struct smtpd_session *s)
 	uint64_t now = mono_ms(), dl;
 	struct timeval tv;
 
-	if (s->state == SS_COMMIT) {
-		evtimer_del(s->timer); /* the store, not the client, is slow */
+	if (s->state == SS_COMMIT || s->state == SS_AUTH_WAIT) {
+		evtimer_del(s->timer); /* the store or crypt, not the client, is slow */
 		return;
 	}
 	dl = s->last_ms + c->idle_timeout_ms;
@@ -137,7 +137,8 @@ flush_out(struct smtpd_session *s)
 static int
 want_input(struct smtpd_session *s)
 {
-	return s->state != SS_CLOSING && s->state != SS_TLS_WAIT && !s->throttled &&
+	return s->state != SS_CLOSING && s->state != SS_TLS_WAIT &&
+	       s->state != SS_AUTH_WAIT && !s->throttled &&
 	       s->in && evbuffer_get_length(s->in) < SMTPD_READ_HIGH &&
 	       smtpd_io_pending(s) < SMTPD_WRITE_HIGH;
 }
@@ -364,6 +365,7 @@ release(struct smtpd_session *s)
 	size_t i;
 
 	smtpd_data_abort(s);
+	smtpd_crypt_cancel(s);
 	for (i = 0; i < s->n_rcpts; i++) {
 		free(s->rcpts[i].addr);
 		free(s->rcpts[i].orcpt);

@@ -33,12 +33,14 @@ def b64(s):
 
 class TlsCase(unittest.TestCase):
 
+    ACCOUNTS_TEXT = ACCOUNTS
+
     def setUp(self):
         self.world = World(self)
         self.cert = self.world.cert(names=("mx.test",), ips=("127.0.0.1",))
         self.accounts = self.world.path("accounts")
         with open(self.accounts, "w") as f:
-            f.write(ACCOUNTS)
+            f.write(self.ACCOUNTS_TEXT)
         self.port, self.sport = free_port(), free_port()
         tls = {"tls_cert": self.cert.cert, "tls_key": self.cert.key,
                "auth": "required", "accounts": self.accounts}
@@ -66,6 +68,15 @@ class TlsCase(unittest.TestCase):
     def raw(self):
         r = base.Raw(("127.0.0.1", self.port))
         self.addCleanup(r.close)
+        return r
+
+    def raw_tls(self):
+        """A byte-exact client after EHLO, STARTTLS, EHLO."""
+        r = self.raw()
+        r.cmd("EHLO customer.test")
+        self.assertEqual(r.cmd("STARTTLS")[0], 220)
+        r.s = self.ctx.wrap_socket(r.s, server_hostname="127.0.0.1")
+        self.assertEqual(r.cmd("EHLO customer.test")[0], 250)
         return r
 
 
@@ -224,6 +235,41 @@ class TestTlsAuth(TlsCase):
         self.d.wait_log("accounts not reloaded, keeping 3")
         c = self.tls_smtp()
         self.assertEqual(c.login("carol", "s3cret-carol")[0], 235)
+
+
+# SHA-512 crypt with 3,000,000 rounds: a check takes seconds
+SLOW = ("$6$rounds=3000000$slowsalt$nJXWD3X.WkEerHnh2p12NlOgC96i.BLa2qNZYbbE6I9ASw"
+        "VergR/i8IB4gYxKIULkO1yTOJru6K.rtx37cnUx0")
+
+
+class TestSlowPasswordCheck(TlsCase):
+    """crypt(3) runs off the event loop: other sessions are served while a
+    password is being checked, and the client's pipelined commands wait."""
+
+    ACCOUNTS_TEXT = ACCOUNTS + "slow %s senders=*\n" % SLOW
+
+    def test_other_sessions_are_served_during_a_check(self):
+        a = self.raw_tls()
+        # AUTH and a pipelined MAIL: MAIL must wait for the AUTH answer
+        a.send(("AUTH PLAIN %s\r\nMAIL FROM:<s@example.com>\r\n"
+                % b64("\0slow\0slow-pass")).encode())
+        b = self.raw()
+        self.assertEqual(b.cmd("EHLO other.test")[0], 250)
+        self.assertEqual(b.cmd("NOOP")[0], 250)
+        # b was answered while a's check still runs: nothing for a yet
+        a.s.setblocking(False)
+        with self.assertRaises((ssl.SSLWantReadError, BlockingIOError)):
+            a.s.recv(1)
+        a.s.setblocking(True)
+        a.s.settimeout(60)
+        self.assertEqual(a.reply()[:2], (235, "2.7.0 Authentication successful"))
+        self.assertEqual(a.reply()[0], 250)   # the pipelined MAIL, after AUTH
+        # a wrong password is refused after its (slow) check, the same way
+        c = self.raw_tls()
+        c.s.settimeout(60)
+        code, text, _ = c.cmd("AUTH PLAIN " + b64("\0slow\0wrong"))
+        self.assertEqual((code, text[:5]), (535, "5.7.8"))
+        self.assertIn("AUTH failed for user 'slow'", self.d.log_text())
 
 
 class TestTlsConfigErrors(unittest.TestCase):
