@@ -159,6 +159,36 @@ class SinkSessionTest(unittest.TestCase):
         self.assertEqual(c["peer_port"], t["peer_port"])
         self.assertEqual(sink.transactions("127.0.1.5"), [])
 
+    def test_per_peer_overrides(self):
+        """"peers": one client address gets other replies than the rest,
+        on top of the listen-address overrides; a reload changes them."""
+        listed = "550 5.7.1 client [127.0.0.2] listed at zen.spamhaus.org"
+        sink = self.w.sink("127.0.1.8", config={
+            "listen": {"127.0.1.8": {"hostname": "per-listen.test"}},
+            "peers": {"127.0.0.2": {"rcpt_rules": [{"regex": ".", "reply": listed}]}}})
+
+        def send(src):
+            with smtplib.SMTP(*sink.addr(), source_address=(src, 0)) as c:
+                name = c.ehlo("c.test")[1].decode().split("\n")[0]
+                try:
+                    c.sendmail("s@a.test", ["r@b.test"], "x\r\n")
+                    return name, "250"
+                except smtplib.SMTPRecipientsRefused as e:
+                    code, text = e.recipients["r@b.test"]
+                    return name, "%d %s" % (code, text.decode())
+
+        self.assertEqual(send("127.0.0.2"), ("per-listen.test", listed))
+        self.assertEqual(send("127.0.0.3"), ("per-listen.test", "250"))
+        self.assertEqual(send("127.0.0.1"), ("per-listen.test", "250"))
+        self.assertEqual({c["peer"] for c in sink.connections()},
+                         {"127.0.0.1", "127.0.0.2", "127.0.0.3"})
+        sink.reconfigure({"peers": {"127.0.0.3": {"replies": {"mail": "421 4.7.0 go away"}}}})
+        self.assertEqual(send("127.0.0.2"), ("mxsink.test", "250"))
+        with self.assertRaises(smtplib.SMTPSenderRefused):
+            send("127.0.0.3")
+        with self.assertRaises(ValueError):  # a bad peers entry is refused
+            sink.reconfigure({"peers": {"127.0.0.3": 5}})
+
     def test_pipelined_data_then_bdat(self):
         sink = self.w.sink("127.0.1.7", save_bodies=True)
         c = world.RawSmtp(sink.addr())

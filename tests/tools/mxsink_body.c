@@ -19,7 +19,7 @@ enum { S_BOL = 0, S_MID, S_CR, S_DOT, S_DOTCR };
 static void emit(struct session *s, const unsigned char *p, size_t n)
 {
 	struct txn *t = s->tx;
-	uint64_t max = s->lst->beh->size;
+	uint64_t max = session_beh(s)->size;
 
 	if (n == 0)
 		return;
@@ -150,7 +150,7 @@ static const char *final_reply(struct session *s, char *buf, size_t len)
 	if (s->tx->too_big)
 		return "552 5.3.4 Message size exceeds fixed maximum message size";
 	if (session_tempfail_hit(s, PH_DOT))
-		return s->lst->beh->tempfail_reply;
+		return session_beh(s)->tempfail_reply;
 	snprintf(buf, len, "250 2.0.0 Ok: queued as c%llu-t%u",
 	         (unsigned long long)s->id, s->tx->n);
 	return session_default(s, PH_DOT, buf);
@@ -159,7 +159,7 @@ static const char *final_reply(struct session *s, char *buf, size_t len)
 /* body_end - the message is complete: log it, then reply */
 void body_end(struct session *s)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 	struct txn *t = s->tx;
 	char hex[2 * EVP_MAX_MD_SIZE + 1], buf[100];
 	const char *text = final_reply(s, buf, sizeof(buf)), *status;
@@ -197,7 +197,7 @@ void body_chunk_end(struct session *s)
 		body_end(s);
 		return;
 	}
-	if (!s->lst->beh->chunking && s->lst->beh->strict)
+	if (!session_beh(s)->chunking && session_beh(s)->strict)
 		text = "502 5.5.1 BDAT not supported";
 	else if (s->tx == NULL || s->tx->method_data)
 		text = "503 5.5.1 Bad sequence of commands";

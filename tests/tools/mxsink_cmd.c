@@ -18,9 +18,9 @@ void cmd_greet(struct session *s)
 	const char *text;
 
 	snprintf(dflt, sizeof(dflt), "220 %s ESMTP mxsink",
-	         s->lst->beh->hostname);
+	         session_beh(s)->hostname);
 	if (session_tempfail_hit(s, PH_GREETING))
-		text = s->lst->beh->tempfail_reply;
+		text = session_beh(s)->tempfail_reply;
 	else
 		text = session_default(s, PH_GREETING, dflt);
 	snprintf(s->greeting, sizeof(s->greeting), "%s", text);
@@ -30,7 +30,7 @@ void cmd_greet(struct session *s)
 /* ehlo_text - the EHLO reply with the advertised extensions */
 static void ehlo_text(struct session *s, char *buf, size_t len)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 	int n = snprintf(buf, len, "250 %s", b->hostname);
 
 #define ADD(cond, ...) \
@@ -83,7 +83,7 @@ static void cmd_helo(struct session *s, char *arg)
 	}
 	set_helo(s, "HELO", arg);
 	s->esmtp = 0;
-	snprintf(buf, sizeof(buf), "250 %s", s->lst->beh->hostname);
+	snprintf(buf, sizeof(buf), "250 %s", session_beh(s)->hostname);
 	session_reply(s, PH_HELO, session_default(s, PH_HELO, buf), AFTER_NONE);
 }
 
@@ -111,7 +111,7 @@ static int path_parse(char *arg, const char *prefix, char **addr,
 /* param_ok - is this ESMTP parameter allowed by what was advertised? */
 static int param_ok(struct session *s, int rcpt, const char *p, size_t n)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 #define IS(k) (n == strlen(k) && strncasecmp(p, k, n) == 0)
 	if (!b->strict)
 		return 1;
@@ -162,7 +162,7 @@ static unsigned long long mail_size(const char *ps)
 static const char *mail_reply(struct session *s, const char *params,
                               char *buf, size_t len)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 	const char *r;
 
 	if (b->require_tls && !s->tls)
@@ -221,7 +221,7 @@ static const char *rcpt_reply(struct session *s, const char *addr,
                               const char *domain, const char *params,
                               char *buf, size_t len)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 	const char *r;
 
 	if ((r = params_check(s, 1, params, buf, len)) != NULL)
@@ -310,7 +310,7 @@ static void cmd_bdat(struct session *s, char *arg)
 	s->bdat_last = *end == ' ';
 	s->bdat_ok = s->tx != NULL && s->tx->accepted > 0 &&
 	             !s->tx->method_data &&
-	             (s->lst->beh->chunking || !s->lst->beh->strict);
+	             (session_beh(s)->chunking || !session_beh(s)->strict);
 	if (s->bdat_ok && !s->tx->method_bdat) {
 		s->tx->method_bdat = 1;
 		body_begin(s);
@@ -351,7 +351,7 @@ static void cmd_starttls(struct session *s, char *arg)
 {
 	const char *text;
 
-	if (s->sink->tls == NULL || !s->lst->beh->starttls)
+	if (s->sink->tls == NULL || !session_beh(s)->starttls)
 		text = "502 5.5.1 STARTTLS not available";
 	else if (s->tls || s->tx != NULL || *arg != '\0')
 		text = "503 5.5.1 STARTTLS not allowed now";

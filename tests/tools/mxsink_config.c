@@ -2,7 +2,10 @@
  * mxsink_config.c - the sink's JSON behaviour file, read at start and on
  * SIGHUP (main loop). Top-level keys apply to every listener; the "listen"
  * object holds per-address overrides keyed "IP" or "IP:PORT" (merged one
- * level deep over the top level, IP:PORT last). Unknown keys and bad types
+ * level deep over the top level, IP:PORT last); the "peers" object (at the
+ * top level or in a "listen" entry) holds per-client overrides keyed by
+ * the client's address, merged last, so a sink can answer one source
+ * address differently from the others. Unknown keys and bad types
  * are errors, so a typo in a test never silently means "default". A failed
  * reload keeps the previous behaviour. Format: docs/testing.md.
  */
@@ -335,6 +338,11 @@ void behaviour_free(struct behaviour *b)
 	free(b->one_domain_reply);
 	free(b->max_messages_reply);
 	free(b->tempfail_reply);
+	for (size_t i = 0; i < b->n_peers; i++) {
+		free(b->peers[i].ip);
+		behaviour_free(b->peers[i].beh);
+	}
+	free(b->peers);
 	free(b);
 }
 
@@ -353,14 +361,53 @@ static void merge(json_t *eff, json_t *over)
 	}
 }
 
+/* behaviour_parse - the keys of eff (no "listen", no "peers") */
+static struct behaviour *behaviour_parse(json_t *eff, char *err, size_t errlen)
+{
+	struct behaviour *b = behaviour_new();
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(eff, k, v) {
+		if (parse_key(b, k, v, err, errlen) < 0) {
+			behaviour_free(b);
+			return NULL;
+		}
+	}
+	return b;
+}
+
+/* peers_parse - one behaviour per "peers" entry: eff with its overrides */
+static int peers_parse(struct behaviour *b, json_t *eff, json_t *peers,
+                       char *err, size_t errlen)
+{
+	const char *ip;
+	json_t *over, *one;
+
+	if (!json_is_object(peers))
+		return fail(err, errlen, "\"peers\": expected an object%s%s", "", NULL);
+	b->peers = xcalloc(json_object_size(peers) + 1, sizeof(*b->peers));
+	json_object_foreach(peers, ip, over) {
+		if (!json_is_object(over))
+			return fail(err, errlen, "\"peers\".\"%s\": expected an "
+			            "object%s", ip, NULL);
+		one = json_deep_copy(eff);
+		merge(one, over);
+		b->peers[b->n_peers].beh = behaviour_parse(one, err, errlen);
+		json_decref(one);
+		if (b->peers[b->n_peers].beh == NULL)
+			return -1;
+		b->peers[b->n_peers++].ip = xstrdup(ip);
+	}
+	return 0;
+}
+
 /* behaviour_for - the behaviour of listener l under config root */
 static struct behaviour *behaviour_for(json_t *root, struct listener *l,
                                        char *err, size_t errlen)
 {
-	json_t *eff = json_deep_copy(root), *over, *lst;
-	struct behaviour *b = behaviour_new();
-	const char *k;
-	json_t *v;
+	json_t *eff = json_deep_copy(root), *over, *lst, *peers;
+	struct behaviour *b;
 
 	lst = json_object_get(root, "listen");
 	json_object_del(eff, "listen");
@@ -368,13 +415,14 @@ static struct behaviour *behaviour_for(json_t *root, struct listener *l,
 		merge(eff, over);
 	if ((over = json_object_get(lst, l->addr)) && json_is_object(over))
 		merge(eff, over);
-	json_object_foreach(eff, k, v) {
-		if (parse_key(b, k, v, err, errlen) < 0) {
-			behaviour_free(b);
-			b = NULL;
-			break;
-		}
+	peers = json_incref(json_object_get(eff, "peers"));
+	json_object_del(eff, "peers");
+	b = behaviour_parse(eff, err, errlen);
+	if (b && peers && peers_parse(b, eff, peers, err, errlen) < 0) {
+		behaviour_free(b);
+		b = NULL;
 	}
+	json_decref(peers);
 	json_decref(eff);
 	return b;
 }

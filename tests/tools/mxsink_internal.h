@@ -32,6 +32,8 @@ struct rcpt_rule {
 	char *reply;
 };
 
+struct peer_beh;
+
 /* What a listener does; every field has a default (mxsink_config.c). */
 struct behaviour {
 	char *hostname;
@@ -55,6 +57,13 @@ struct behaviour {
 	int pipelining, eightbitmime, smtputf8, chunking, dsn, starttls;
 	int enhancedstatuscodes;
 	uint64_t size;                /* 0 = SIZE not advertised/enforced */
+	struct peer_beh *peers;       /* "peers": per client address */
+	size_t n_peers;
+};
+
+struct peer_beh {                 /* what the listener does for one client */
+	char *ip;
+	struct behaviour *beh;
 };
 
 struct sink;
@@ -132,6 +141,9 @@ const char *phase_name(enum phase ph);
 
 /* mxsink_session.c */
 void session_accept(struct listener *l, int fd, struct sockaddr *sa);
+/* the behaviour for this session's client (its "peers" entry, else the
+ * listener's) */
+const struct behaviour *session_beh(const struct session *s);
 void session_reply(struct session *s, enum phase ph, const char *text,
                    enum after after);
 const char *session_default(struct session *s, enum phase ph,

@@ -32,7 +32,7 @@ int reply_is(const char *text, char digit)
 const char *session_default(struct session *s, enum phase ph,
                             const char *builtin)
 {
-	const char *o = s->lst->beh->replies[ph];
+	const char *o = session_beh(s)->replies[ph];
 
 	return o ? o : builtin;
 }
@@ -41,7 +41,7 @@ const char *session_default(struct session *s, enum phase ph,
  * behaviour drops the connection or hangs at that phase instead) */
 json_t *session_sent_text(struct session *s, enum phase ph, const char *text)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 
 	if (b->drop_at == (int)ph || b->hang_at == (int)ph)
 		return json_null();
@@ -52,7 +52,7 @@ json_t *session_sent_text(struct session *s, enum phase ph, const char *text)
  * 1 if this one must get the tempfail reply (counted per listener) */
 int session_tempfail_hit(struct session *s, enum phase ph)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 
 	if (b->tempfail_every == 0 || b->tempfail_at != (int)ph)
 		return 0;
@@ -247,7 +247,7 @@ static void on_delay(evutil_socket_t fd, short what, void *arg)
 void session_reply(struct session *s, enum phase ph, const char *text,
                    enum after after)
 {
-	const struct behaviour *b = s->lst->beh;
+	const struct behaviour *b = session_beh(s);
 	unsigned delay = b->delay_ms[ph] ? b->delay_ms[ph] : b->delay_all;
 	struct timeval tv = { delay / 1000, (delay % 1000) * 1000 };
 
@@ -335,6 +335,16 @@ static void on_tls_read(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	session_process(arg);
+}
+
+const struct behaviour *session_beh(const struct session *s)
+{
+	const struct behaviour *b = s->lst->beh;
+
+	for (size_t i = 0; i < b->n_peers; i++)
+		if (strcmp(b->peers[i].ip, s->peer) == 0)
+			return b->peers[i].beh;
+	return b;
 }
 
 static void peer_text(struct session *s, struct sockaddr *sa)
