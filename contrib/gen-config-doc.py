@@ -33,7 +33,12 @@ Named sections may appear several times with different names:
   `[site "default"]`. Where only `"default"` matches, the provider table's own overrides apply
   (`contrib/providers.conf`: `multi_domain = deny` for google and microsoft,
   `messages_per_connection = 20` for yahoo).
-- `[pool "NAME"]`: source addresses to send from.
+- `[pool "NAME"]`: source addresses to send from: `addresses = IP[=EHLO][*WEIGHT], ...`
+  (docs/reputation.md).
+- `[tenant "NAME"]`: a tenant (the `tenant=` of an account, stored on each of its messages):
+  `pool = POOL` sends its mail from that pool. Which pool a message uses: its tenant's, else
+  its listener's (`[listen] pool`), else the site's (`[site] pool`, a provider's, the
+  `"default"` site's), else the pool named `default` (docs/reputation.md).
 
 ## Options
 """

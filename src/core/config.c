@@ -21,7 +21,7 @@
 #include <strings.h>
 
 enum sect { S_SERVER, S_SPOOL, S_DNS, S_DELIVERY, S_ADMIN, S_LOG, S_LISTEN,
-	    S_SITE, S_POOL, S_BLOCKLISTS, S_BOUNCE, S_COUNT };
+	    S_SITE, S_POOL, S_BLOCKLISTS, S_BOUNCE, S_TENANT, S_COUNT };
 enum otype { T_STR, T_DURATION, T_SIZE, T_UINT, T_BOOL, T_MODE, T_ENUM,
 	     T_DURLIST, T_HOSTLIST, T_CIDRS };
 
@@ -40,12 +40,13 @@ struct option {
 #define L(f) offsetof(struct config_listen, f)
 #define SI(f) offsetof(struct config_site, f)
 #define P(f) offsetof(struct config_pool, f)
+#define TN(f) offsetof(struct config_tenant, f)
 #define DAY (86400000ull)
 #define NOMAX UINT64_MAX
 
 static const char *const sect_names[S_COUNT] = {
 	"server", "spool", "dns", "delivery", "admin", "log", "listen", "site",
-	"pool", "blocklists", "bounce",
+	"pool", "blocklists", "bounce", "tenant",
 };
 
 static const struct option options[] = {
@@ -168,6 +169,9 @@ static const struct option options[] = {
 	{ S_LISTEN, "suppressed", T_ENUM, L(suppressed), "refuse", 0, 0,
 	  "refuse|accept", "RCPT to a suppressed address: refuse with 550 5.1.1, "
 	  "or accept and bounce it (DSN)" },
+	{ S_LISTEN, "pool", T_STR, L(pool), NULL, 0, 0, NULL,
+	  "source address pool of mail submitted here (before the site's; "
+	  "a tenant's pool comes first)" },
 	{ S_SITE, "connections", T_UINT, SI(connections), "10", 1, 1000, NULL,
 	  "concurrent connections per site" },
 	{ S_SITE, "messages_per_connection", T_UINT, SI(messages_per_connection),
@@ -191,6 +195,9 @@ static const struct option options[] = {
 	{ S_POOL, "addresses", T_STR, P(addresses), NULL, 0, 0, NULL,
 	  "source addresses: ip=ehlo-name*weight, comma-separated (weight "
 	  "1..1000, default 1; see docs/reputation.md)" },
+	{ S_TENANT, "pool", T_STR, TN(pool), NULL, 0, 0, NULL,
+	  "source address pool of this tenant's mail (before the listener's "
+	  "and the site's)" },
 
 	{ S_BOUNCE, "rules_file", T_STR, G(bounce_rules_file), NULL, 0, 0, NULL,
 	  "reply classification rules tried before the shipped ones" },
@@ -255,6 +262,12 @@ perr(struct parse_ctx *c, const char *section, const char *key,
 		c->errused = c->errlen;
 }
 
+static int
+named_kind(enum sect kind)
+{
+	return kind == S_LISTEN || kind == S_SITE || kind == S_POOL || kind == S_TENANT;
+}
+
 /* split_section - "listen \"routing\"" -> kind and name */
 static int
 split_section(const char *s, enum sect *kind, char *name, size_t namelen)
@@ -275,8 +288,8 @@ split_section(const char *s, enum sect *kind, char *name, size_t namelen)
 	while (*s == ' ' || *s == '\t')
 		s++;
 	if (*s == '\0')
-		return (*kind == S_LISTEN || *kind == S_SITE || *kind == S_POOL) ? -2 : 0;
-	if (*kind != S_LISTEN && *kind != S_SITE && *kind != S_POOL)
+		return named_kind(*kind) ? -2 : 0;
+	if (!named_kind(*kind))
 		return -3;
 	if (*s != '"' || (q = strchr(s + 1, '"')) == NULL || q[1] != '\0' ||
 	    q == s + 1 || (size_t)(q - s) > namelen)
@@ -578,6 +591,14 @@ named_section(struct config *cfg, enum sect kind, const char *name)
 		memset(&cfg->pools[cfg->n_pools], 0, sizeof(*cfg->pools));
 		cfg->pools[cfg->n_pools].name = xstrdup(name);
 		return &cfg->pools[cfg->n_pools++];
+	case S_TENANT:
+		for (i = 0; i < cfg->n_tenants; i++)
+			if (strcmp(cfg->tenants[i].name, name) == 0)
+				return &cfg->tenants[i];
+		cfg->tenants = xrealloc(cfg->tenants, (cfg->n_tenants + 1) * sizeof(*cfg->tenants));
+		memset(&cfg->tenants[cfg->n_tenants], 0, sizeof(*cfg->tenants));
+		cfg->tenants[cfg->n_tenants].name = xstrdup(name);
+		return &cfg->tenants[cfg->n_tenants++];
 	default:
 		return cfg;
 	}
@@ -744,7 +765,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (k = 0; k < S_COUNT; k++)
-		if (k != S_LISTEN && k != S_SITE && k != S_POOL)
+		if (!named_kind((enum sect)k))
 			free_fields((enum sect)k, cfg);
 	for (i = 0; i < cfg->n_listens; i++) {
 		free_fields(S_LISTEN, &cfg->listens[i]);
@@ -760,7 +781,12 @@ config_free(struct config *cfg)
 	}
 	free(cfg->listens);
 	free(cfg->sites);
+	for (i = 0; i < cfg->n_tenants; i++) {
+		free_fields(S_TENANT, &cfg->tenants[i]);
+		free(cfg->tenants[i].name);
+	}
 	free(cfg->pools);
+	free(cfg->tenants);
 	free(cfg->path);
 	free(cfg);
 }
@@ -858,6 +884,8 @@ config_dump(const struct config *cfg, FILE *out)
 		dump_section(out, S_SITE, cfg->sites[i].pattern, &cfg->sites[i]);
 	for (i = 0; i < cfg->n_pools; i++)
 		dump_section(out, S_POOL, cfg->pools[i].name, &cfg->pools[i]);
+	for (i = 0; i < cfg->n_tenants; i++)
+		dump_section(out, S_TENANT, cfg->tenants[i].name, &cfg->tenants[i]);
 }
 
 const struct config_site *

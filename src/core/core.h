@@ -73,7 +73,8 @@ int parse_hostport(const char *s, char *host, size_t hostlen, int *port,
 /* ---- configuration ----
  * One table of every option (src/core/config.c): section, key, type,
  * default, bounds, help. config_load(NULL) gives the built-in defaults.
- * Named sections ([site "x"], [listen "x"], [pool "x"]) are lists. */
+ * Named sections ([site "x"], [listen "x"], [pool "x"], [tenant "x"]) are
+ * lists. */
 struct config_listen {
 	char *name;
 	char *socket;         /* Unix socket path, or NULL */
@@ -92,6 +93,7 @@ struct config_listen {
 	uint64_t command_timeout_ms;
 	uint64_t max_errors;
 	char *suppressed;     /* refuse | accept: RCPT to a suppressed address */
+	char *pool;           /* source address pool of its mail, or NULL */
 };
 
 struct config_site {
@@ -111,6 +113,11 @@ struct config_site {
 struct config_pool {
 	char *name;
 	char *addresses;      /* "ip=ehlo, ip=ehlo" as written */
+};
+
+struct config_tenant {    /* [tenant "NAME"]: NAME as stored on messages */
+	char *name;
+	char *pool;           /* source address pool of its mail, or NULL */
 };
 
 struct config {
@@ -165,6 +172,7 @@ struct config {
 	struct config_listen *listens; size_t n_listens;
 	struct config_site *sites;     size_t n_sites;
 	struct config_pool *pools;     size_t n_pools;
+	struct config_tenant *tenants; size_t n_tenants;
 };
 
 /* Load path (NULL = defaults only). On error returns NULL and writes

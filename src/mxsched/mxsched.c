@@ -393,17 +393,32 @@ sched_claim(struct mxsched *s)
 	sched_flush(s);
 }
 
-/* sched_resolved_ok - hand the domain's recipients to its site */
+/* sched_resolved_ok - hand the domain's recipients to its site, or to
+ * the site's twin of the pool their message chooses (mail from different
+ * pools never shares a connection) */
 static void
 sched_resolved_ok(struct mxsched *s, struct rcpt_list *rl,
                   const struct resolve_result *res)
 {
-	struct site *site = site_get(s, res);
+	struct site *base = site_get(s, res), *site, *seen[8];
+	struct pool *pool, *seen_pool[8];
+	size_t n_seen = 0, i;
 	uint64_t now = now_ms();
 	struct rcpt *r;
 
 	while ((r = TAILQ_FIRST(rl)) != NULL) {
 		TAILQ_REMOVE(rl, r, link);
+		site = base;
+		if ((pool = rep_msg_pool(s, r->msg->env)) != NULL && pool != base->pool) {
+			/* the twin's exchangers are refreshed once per answer */
+			for (i = 0; i < n_seen && seen_pool[i] != pool; i++)
+				;
+			site = i < n_seen ? seen[i] : site_for_pool(base, res, pool);
+			if (i == n_seen && n_seen < 8) {
+				seen_pool[n_seen] = pool;
+				seen[n_seen++] = site;
+			}
+		}
 		if (site_suspended(site, now))
 			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until,
 			              SREPLY(.text = site->reason, .site = site));

@@ -176,6 +176,8 @@ struct rep {                    /* the scheduler's reputation state */
 	struct smap pools;          /* name -> pool */
 	struct smap addrs;          /* ip text -> srcaddr */
 	struct pool *default_pool;
+	struct smap tenant_pools;   /* [tenant] pool: name -> pool */
+	struct smap listener_pools; /* [listen] pool: name -> pool */
 	int act_suspend;            /* [blocklists] action = suspend */
 	struct dnsbl *bl;
 	struct rep_stats st;
@@ -184,6 +186,9 @@ int rep_new(struct mxsched *s, char *err, size_t errlen);
 void rep_free(struct mxsched *s);
 /* the site's pool and sources (site creation; shape already set) */
 void rep_site_init(struct site *site, const char *pool_name);
+/* the pool the message itself chooses (its tenant's, else its listener's),
+ * or NULL: the site's own pool */
+struct pool *rep_msg_pool(const struct mxsched *s, const struct queue_envelope *env);
 void rep_site_free(struct site *site);
 /* the source a new connection of the site uses now, -1: none usable */
 int rep_site_pick(struct site *site);
@@ -349,6 +354,10 @@ void dsn_jobs_drop(struct mxsched *s);
 
 /* mxsched_site.c */
 struct site *site_get(struct mxsched *s, const struct resolve_result *res);
+/* the site's twin for mail sent from pool p (key "SITE@POOL"), its own
+ * connections, limits and state; base itself when p is NULL or its pool */
+struct site *site_for_pool(struct site *base, const struct resolve_result *res,
+                           struct pool *p);
 void site_enqueue(struct site *site, struct rcpt *r);
 void site_pump(struct site *site);
 int site_busy(const struct site *site);

@@ -177,6 +177,54 @@ rep_check_sites(struct mxsched *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* rep_chooser - a [tenant] or [listen] pool names a declared pool */
+static int
+rep_chooser(struct mxsched *s, struct smap *m, const char *what,
+            const char *name, const char *pool, char *err, size_t errlen)
+{
+	struct pool *p;
+
+	if (pool == NULL || *pool == '\0')
+		return 0;
+	if ((p = smap_get(&s->rep->pools, pool)) == NULL) {
+		snprintf(err, errlen, "[%s \"%s\"] pool: no [pool \"%s\"] declared",
+		         what, name, pool);
+		return -1;
+	}
+	smap_put(m, name, p);
+	return 0;
+}
+
+static int
+rep_choosers(struct mxsched *s, char *err, size_t errlen)
+{
+	const struct config *c = s->cfg;
+	size_t i;
+
+	for (i = 0; i < c->n_tenants; i++)
+		if (rep_chooser(s, &s->rep->tenant_pools, "tenant", c->tenants[i].name,
+		                c->tenants[i].pool, err, errlen) < 0)
+			return -1;
+	for (i = 0; i < c->n_listens; i++)
+		if (rep_chooser(s, &s->rep->listener_pools, "listen", c->listens[i].name,
+		                c->listens[i].pool, err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+struct pool *
+rep_msg_pool(const struct mxsched *s, const struct queue_envelope *env)
+{
+	const struct rep *rep = s->rep;
+	struct pool *p = NULL;
+
+	if (env->tenant && rep->tenant_pools.n)
+		p = smap_get(&rep->tenant_pools, env->tenant);
+	if (p == NULL && env->listener && rep->listener_pools.n)
+		p = smap_get(&rep->listener_pools, env->listener);
+	return p;
+}
+
 int
 rep_new(struct mxsched *s, char *err, size_t errlen)
 {
@@ -188,6 +236,8 @@ rep_new(struct mxsched *s, char *err, size_t errlen)
 	s->rep = rep;
 	smap_init(&rep->pools);
 	smap_init(&rep->addrs);
+	smap_init(&rep->tenant_pools);
+	smap_init(&rep->listener_pools);
 	rep->act_suspend = c->bl_action == NULL || strcasecmp(c->bl_action, "suspend") == 0;
 	for (i = 0; i < c->n_pools; i++) {
 		struct pool *p = xcalloc(1, sizeof(*p));
@@ -201,7 +251,7 @@ rep_new(struct mxsched *s, char *err, size_t errlen)
 		         p->n == 1 ? "" : "es");
 	}
 	rep->default_pool = smap_get(&rep->pools, "default");
-	if (rep_check_sites(s, err, errlen) < 0)
+	if (rep_check_sites(s, err, errlen) < 0 || rep_choosers(s, err, errlen) < 0)
 		return -1;
 	if (c->bl_zones && strspn(c->bl_zones, ", \t") < strlen(c->bl_zones) &&
 	    (rep->bl = dnsbl_new(s, err, errlen)) == NULL)
@@ -219,8 +269,12 @@ rep_free(struct mxsched *s)
 	dnsbl_free(rep->bl);
 	smap_clear(&rep->pools, pool_free);
 	smap_clear(&rep->addrs, srcaddr_free);
+	smap_clear(&rep->tenant_pools, NULL);
+	smap_clear(&rep->listener_pools, NULL);
 	free(rep->pools.b);
 	free(rep->addrs.b);
+	free(rep->tenant_pools.b);
+	free(rep->listener_pools.b);
 	free(rep);
 	s->rep = NULL;
 }

@@ -211,33 +211,59 @@ site_rate(const struct site *site)
 	return site->cur_src >= 0 ? site->src[site->cur_src].aimd.rate : site->max_rate;
 }
 
+/* site_new - a site keyed key for res's exchangers; pool_name (the
+ * message's choice) overrides the pool of the site's shape */
+static struct site *
+site_new(struct mxsched *s, const struct resolve_result *res, const char *key,
+         const char *pool_name)
+{
+	struct site *site = xcalloc(1, sizeof(*site));
+	const struct provider *prov;
+	const char *pool;
+
+	site->s = s;
+	site->key = xstrdup(key);
+	prov = s->providers ? provider_for_mx(s->providers, res->mx, res->n_mx) : NULL;
+	site->provider = prov ? xstrdup(provider_name(prov)) : NULL;
+	TAILQ_INIT(&site->ready);
+	TAILQ_INIT(&site->conns);
+	pool = site_shape(site, res, prov);
+	site->resume_timer = event_new(s->base, -1, 0, site_on_resume, site);
+	site->rate_timer = event_new(s->base, -1, 0, site_on_rate, site);
+	rep_site_init(site, pool_name ? pool_name : pool);
+	smap_put(&s->sites, site->key, site);
+	log_info(site->key, "new site%s%s: connections %u, recipients %u, "
+	         "messages/connection %u, multi_domain %s, pool %s",
+	         site->provider ? " of provider " : "",
+	         site->provider ? site->provider : "", site->max_conns,
+	         site->max_rcpt, site->msgs_per_conn,
+	         site->md == MD_DENY ? "deny" : site->md == MD_ALLOW ? "allow" : "learn",
+	         site->pool ? site->pool->name : "(none)");
+	return site;
+}
+
 struct site *
 site_get(struct mxsched *s, const struct resolve_result *res)
 {
 	struct site *site = smap_get(&s->sites, res->site_key);
-	const struct provider *prov;
-	const char *pool;
 
-	if (site == NULL) {
-		site = xcalloc(1, sizeof(*site));
-		site->s = s;
-		site->key = xstrdup(res->site_key);
-		prov = s->providers ? provider_for_mx(s->providers, res->mx, res->n_mx) : NULL;
-		site->provider = prov ? xstrdup(provider_name(prov)) : NULL;
-		TAILQ_INIT(&site->ready);
-		TAILQ_INIT(&site->conns);
-		pool = site_shape(site, res, prov);
-		site->resume_timer = event_new(s->base, -1, 0, site_on_resume, site);
-		site->rate_timer = event_new(s->base, -1, 0, site_on_rate, site);
-		rep_site_init(site, pool);
-		smap_put(&s->sites, site->key, site);
-		log_info(site->key, "new site%s%s: connections %u, recipients %u, "
-		         "messages/connection %u, multi_domain %s",
-		         site->provider ? " of provider " : "",
-		         site->provider ? site->provider : "", site->max_conns,
-		         site->max_rcpt, site->msgs_per_conn,
-		         site->md == MD_DENY ? "deny" : site->md == MD_ALLOW ? "allow" : "learn");
-	}
+	if (site == NULL)
+		site = site_new(s, res, res->site_key, NULL);
+	site_set_dest(site, res);
+	return site;
+}
+
+struct site *
+site_for_pool(struct site *base, const struct resolve_result *res, struct pool *p)
+{
+	char key[1024];
+	struct site *site;
+
+	if (p == NULL || p == base->pool)
+		return base;
+	snprintf(key, sizeof(key), "%s@%s", base->key, p->name);
+	if ((site = smap_get(&base->s->sites, key)) == NULL)
+		site = site_new(base->s, res, key, p->name);
 	site_set_dest(site, res);
 	return site;
 }

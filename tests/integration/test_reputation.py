@@ -5,17 +5,18 @@ Real daemon, real dnsmasq serving fake block-list zones, test MX sinks that
 record the source address (`peer`) of every connection. mxbatchd sends from
 127.0.0.2 / 127.0.0.3 (pool addresses bound per connection).
 """
-import os
 import re
-import socketserver
-import threading
+import smtplib
+import ssl
+import subprocess
 import unittest
 
 import world
-from submit import submit
+from submit import body, submit
+from test_smtpd_tls import ALICE, BOB
 
 FAST = {"retry_schedule": "1s", "site_backoff": "1s", "site_backoff_max": "2s"}
-A1, A2 = "127.0.0.2", "127.0.0.3"
+A1, A2, A3, A4 = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
 POOL = {'pool "default"': {"addresses": "%s=out1.test, %s=out2.test" % (A1, A2)}}
 
 
@@ -31,84 +32,14 @@ def reversed_name(ip, zone):
     return ".".join(reversed(ip.split("."))) + "." + zone
 
 
-class PeerSink:
-    """A tiny SMTP server answering RCPT by the client's source address:
-    peers in `block` get a block-list refusal; others are delivered.
-    (mxsink's per-listen-address overrides cannot tell peers apart.)"""
+LISTED = "550 5.7.1 Service unavailable; client [%s] listed at zen.spamhaus.org"
 
-    REFUSAL = "550 5.7.1 Service unavailable; client [%s] listed at zen.spamhaus.org"
 
-    def __init__(self, testcase, ip, port, block):
-        self.block = set(block)
-        self.delivered = []       # (peer, [rcpts])
-        self.refused = []         # peers refused
-        self.lock = threading.Lock()
-        sink = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self):
-                sink.session(self.rfile, self.wfile, self.client_address[0])
-
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.server = socketserver.ThreadingTCPServer((ip, port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       daemon=True)
-        self.thread.start()
-        testcase.addCleanup(self.close)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def session(self, rf, wf, peer):
-        def say(line):
-            wf.write((line + "\r\n").encode())
-            wf.flush()
-        say("220 peer.test ESMTP")
-        rcpts = []
-        while True:
-            line = rf.readline()
-            if not line:
-                return
-            cmd = line.decode("utf-8", "replace").strip()
-            verb = cmd[:4].upper()
-            if verb in ("EHLO", "HELO"):
-                say("250 peer.test")
-            elif verb == "MAIL":
-                rcpts = []
-                say("250 2.1.0 ok")
-            elif verb == "RCPT":
-                if peer in self.block:
-                    with self.lock:
-                        self.refused.append(peer)
-                    say(self.REFUSAL % peer)
-                else:
-                    rcpts.append(cmd.split(":", 1)[1].strip().strip("<>"))
-                    say("250 2.1.5 ok")
-            elif verb == "DATA":
-                if not rcpts:
-                    say("554 5.5.1 no valid recipients")
-                    continue
-                say("354 go ahead")
-                while rf.readline() not in (b".\r\n", b".\n", b""):
-                    pass
-                with self.lock:
-                    self.delivered.append((peer, rcpts))
-                rcpts = []
-                say("250 2.0.0 queued")
-            elif verb == "RSET":
-                rcpts = []
-                say("250 2.0.0 ok")
-            elif verb == "QUIT":
-                say("221 2.0.0 bye")
-                return
-            else:
-                say("250 2.0.0 ok" if verb == "NOOP" else "502 5.5.2 what")
-
-    def peers_of(self, rcpt):
-        with self.lock:
-            return [p for p, rs in self.delivered if rcpt in rs]
+def refuse(*peers):
+    """mxsink "peers" overrides: these source addresses get a block-list
+    refusal for every RCPT, the others are delivered."""
+    return {"peers": {p: {"rcpt_rules": [{"regex": ".", "reply": LISTED % p}]}
+                      for p in peers}}
 
 
 class ReputationTest(unittest.TestCase):
@@ -122,9 +53,10 @@ class ReputationTest(unittest.TestCase):
                                    POOL, *sections))
 
     @staticmethod
-    def admin_up(d):
-        """The admin API runs (daemon.c starts it once wired)."""
-        return os.path.exists(d.token_file)
+    def connects_from(sink, ip):
+        """Connections the sinks accepted from source address ip."""
+        return len([r for r in sink.records()
+                    if r.get("type") == "connect" and r.get("peer") == ip])
 
     @staticmethod
     def log_has(d, *needles):
@@ -169,6 +101,97 @@ class ReputationTest(unittest.TestCase):
                if r["event"] in ("Bounce", "Expiration")]
         self.assertEqual(bad, [])
 
+    # ------------------------------------------------- pool by tenant/listener
+    def test_pool_chosen_by_tenant_then_listener_then_site(self):
+        """One site, four streams: each arrives only from its pool's address,
+        and no connection carries mail of two pools."""
+        dns = self.w.dns
+        dns.add_mx("dest.test", [(10, "mx.dest.test")])
+        dns.add_a("mx.dest.test", "127.0.1.46")
+        dns.start()
+        sink = self.w.sink("127.0.1.46")
+        cert = self.w.cert(names=("mx.test",), ips=("127.0.0.1",))
+        accounts = self.w.path("accounts")
+        with open(accounts, "w") as f:
+            f.write("alice %s tenant=acme senders=*\nbob %s senders=*\n" % (ALICE, BOB))
+        relay_port = world.free_port()
+        bulk_sock = self.w.path("bulk.sock")
+        d = self.daemon({
+            'pool "default"': {"addresses": "%s=out1.test" % A1},
+            'pool "acme"': {"addresses": "%s=out2.test" % A2},
+            'pool "bulk"': {"addresses": "%s=out3.test" % A3},
+            'pool "site"': {"addresses": "%s=out4.test" % A4},
+            'site "mx.dest.test"': {"pool": "site", "connections": "2"},
+            'tenant "acme"': {"pool": "acme"},
+            'listen "bulk"': {"socket": bulk_sock, "pool": "bulk"},
+            'listen "relay"': {"address": "127.0.0.1:%d" % relay_port,
+                               "tls_cert": cert.cert, "tls_key": cert.key,
+                               "auth": "required", "accounts": accounts,
+                               "pool": "bulk"}})
+        ctx = ssl.create_default_context(cafile=cert.ca)
+
+        def relay(user, password, rcpts):
+            with smtplib.SMTP("127.0.0.1", relay_port, timeout=30) as c:
+                c.ehlo("customer.test")
+                c.starttls(context=ctx)
+                c.ehlo("customer.test")
+                c.login(user, password)
+                for r in rcpts:
+                    self.assertEqual(c.sendmail("s@src.test", [r], body()), {})
+
+        streams = {  # stream -> (recipients, the only address allowed)
+            "routing": (["rt%d@dest.test" % i for i in range(4)], A4),
+            "bulk": (["bk%d@dest.test" % i for i in range(4)], A3),
+            "acme": (["ac%d@dest.test" % i for i in range(4)], A2),
+            "bob": (["bo%d@dest.test" % i for i in range(4)], A3),
+        }
+        for r in streams["routing"][0]:
+            self.assertEqual(submit(d.routing_socket, "s@src.test", [r]), {})
+        for r in streams["bulk"][0]:
+            self.assertEqual(submit(bulk_sock, "s@src.test", [r]), {})
+        relay("alice", "s3cret-alice", streams["acme"][0])
+        relay("bob", "s3cret-bob", streams["bob"][0])
+        every = sum((v[0] for v in streams.values()), [])
+        world.wait_until(lambda: set(every) <= set(sink.delivered()), timeout=30,
+                         what="every stream delivered")
+        peer = {r["conn"]: r["peer"] for r in sink.records()
+                if r.get("type") == "connect"}
+        pool_of = {A2: "acme", A3: "bulk", A4: "site"}
+        for name, (rcpts, ip) in streams.items():
+            got = {peer[t["conn"]] for t in sink.transactions(status="delivered")
+                   for x in t["rcpts"] if x["to"] in rcpts}
+            self.assertEqual(got, {ip}, name)
+        # a connection carries the mail of one pool only
+        by_conn = {}
+        for t in sink.transactions(status="delivered"):
+            for x in t["rcpts"]:
+                src = [n for n, (rc, _) in streams.items() if x["to"] in rc][0]
+                by_conn.setdefault(t["conn"], set()).add(pool_of[streams[src][1]])
+        self.assertTrue(all(len(v) == 1 for v in by_conn.values()), by_conn)
+        self.assertEqual(sorted(sink.delivered()), sorted(every))  # each once
+        self.assertNotIn(A1, peer.values())  # the site's pool beat "default"
+        # the admin API shows the site and its twins, one per pool
+        st, res = d.admin("GET", "/v1/sites")
+        self.assertEqual(st, 200, res)
+        pools = {s["site"]: s["pool"] for s in res["sites"]
+                 if any(m["host"] == "mx.dest.test" for m in s["mx"])}
+        self.assertEqual(pools, {"10:mx.dest.test": "site",
+                                 "10:mx.dest.test@bulk": "bulk",
+                                 "10:mx.dest.test@acme": "acme"})
+        self.no_bounces(d)
+
+    def test_undeclared_pool_of_tenant_or_listener_is_a_start_error(self):
+        for sect in ('tenant "acme"', 'listen "routing"'):
+            d = self.w.daemon(merge(POOL, {sect: {"pool": "nope"}}), start=False)
+            with open(d.config_path, "w") as f:
+                f.write(d.config_text())
+            r = subprocess.run([d.binary, "--foreground", "--config",
+                                      d.config_path], capture_output=True,
+                                     text=True, timeout=20, cwd=d.dir)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn('[%s] pool: no [pool "nope"] declared' % sect,
+                          r.stdout + r.stderr)
+
     # ---------------------------------------------------------------- DNSBL
     def test_dnsbl_listing_moves_site_and_delisting_releases(self):
         dns = self.w.dns
@@ -189,29 +212,38 @@ class ReputationTest(unittest.TestCase):
             timeout=8, what="the listing seen")
         world.wait_until(lambda: self.log_has(d, "source address now %s" % other),
                          timeout=5, what="the site moved")
+        opened = self.connects_from(sink, first)
         self.assertEqual(self.deliver(d, sink, "a2@dest.test"), other)
         self.assertEqual(self.deliver(d, sink, "a3@dest.test"), other)
-        if self.admin_up(d):
-            site = self.site_json(d, "mx.dest.test")
-            self.assertTrue(self.source(site, first)["listed"])
-            self.assertTrue(self.source(site, first)["suspended_everywhere"])
-            self.assertEqual(site["source_address"], other)
-            self.assertGreaterEqual(self.metrics(d).get("listings", 0), 1)
-        st, bl = d.admin("GET", "/v1/blocklists") if self.admin_up(d) else (0, None)
-        if st == 200:  # once the admin API routes it
-            a = [x for x in bl["addresses"] if x["address"] == first][0]
-            self.assertTrue(a["listed"])
-            self.assertEqual(a["zones"][0]["state"], "listed")
-            self.assertEqual(a["zones"][0]["reason"], "listed for a test")
-            self.assertIsNotNone(a["zones"][0]["first_seen_ms"])
+        self.assertEqual(self.connects_from(sink, first), opened)  # not used
+        site = self.site_json(d, "mx.dest.test")
+        self.assertTrue(self.source(site, first)["listed"])
+        self.assertTrue(self.source(site, first)["suspended_everywhere"])
+        self.assertEqual(site["source_address"], other)
+        self.assertGreaterEqual(self.metrics(d).get("listings", 0), 1)
+        st, bl = d.admin("GET", "/v1/blocklists")
+        self.assertEqual(st, 200, bl)
+        a = [x for x in bl["addresses"] if x["address"] == first][0]
+        self.assertTrue(a["listed"])
+        self.assertTrue(a["suspended"])
+        self.assertEqual(a["zones"][0]["state"], "listed")
+        self.assertEqual(a["zones"][0]["reason"], "listed for a test")
+        self.assertIsNotNone(a["zones"][0]["first_seen_ms"])
+        self.assertIsNotNone(a["zones"][0]["last_checked_ms"])
+        b = [x for x in bl["addresses"] if x["address"] == other][0]
+        self.assertFalse(b["listed"])
+        self.assertEqual(b["zones"][0]["state"], "clean")
         # delisting releases it: the site goes back to its own address
         dns.remove(reversed_name(first, "zen.test"))
         dns.reload()
         world.wait_until(lambda: self.log_has(d, "[%s] delisted everywhere" % first),
                          timeout=8, what="the delisting seen")
         self.assertEqual(self.deliver(d, sink, "a4@dest.test"), first)
-        if self.admin_up(d):
-            self.assertGreaterEqual(self.metrics(d).get("delistings", 0), 1)
+        self.assertGreaterEqual(self.metrics(d).get("delistings", 0), 1)
+        st, bl = d.admin("GET", "/v1/blocklists")
+        a = [x for x in bl["addresses"] if x["address"] == first][0]
+        self.assertEqual((a["listed"], a["suspended"], a["zones"][0]["state"]),
+                         (False, False, "clean"))
         self.no_bounces(d)
         # each connection introduced itself with its address's EHLO name
         self.assertEqual(d.stop(), 0)
@@ -235,87 +267,115 @@ class ReputationTest(unittest.TestCase):
                 timeout=8, what="%s reported as a monitor problem" % ip)
         first = self.deliver(d, sink, "b1@dest.test")
         self.assertEqual(self.deliver(d, sink, "b2@dest.test"), first)
-        if self.admin_up(d):
-            site = self.site_json(d, "mx.dest.test")
-            for s in site["sources"]:
-                self.assertFalse(s["listed"])
-                self.assertFalse(s["suspended_everywhere"])
-            m = self.metrics(d)
-            self.assertEqual(m.get("listings", 0), 0)
-            self.assertGreaterEqual(m.get("monitor_problems", 0), 2)
+        site = self.site_json(d, "mx.dest.test")
+        self.assertEqual(site["source_address"], first)
+        for s in site["sources"]:
+            self.assertFalse(s["listed"])
+            self.assertFalse(s["suspended_everywhere"])
+            self.assertFalse(s["blocked"])
+        m = self.metrics(d)
+        self.assertEqual(m.get("listings", 0), 0)
+        self.assertGreaterEqual(m.get("monitor_problems", 0), 2)
+        st, bl = d.admin("GET", "/v1/blocklists")
+        self.assertEqual(st, 200, bl)
+        for a in bl["addresses"]:
+            self.assertEqual((a["listed"], a["suspended"]), (False, False))
+            self.assertEqual(a["zones"][0]["state"], "misconfigured")
+            self.assertEqual(a["zones"][0]["answer"], "127.255.255.254")
         self.assertEqual(self.log_has(d, "listed at"), [])
         self.assertEqual(self.log_has(d, "suspended for every site"), [])
+        self.assertEqual(self.log_has(d, "source address now"), [])
+        self.no_bounces(d)
 
     # ------------------------------------------------------ reply-driven block
+    @staticmethod
+    def peers_of(sink, rcpt, ip=None):
+        """Source addresses of the transactions that delivered rcpt."""
+        return [t["peer"] for t in sink.transactions(ip, status="delivered")
+                if rcpt in [r["to"] for r in t["rcpts"]]]
+
+    @staticmethod
+    def refused(sink, ip=None):
+        """Source addresses of every RCPT refused with the listing."""
+        return [t["peer"] for t in sink.transactions(ip)
+                for r in t["rcpts"] if "listed at zen.spamhaus.org" in r["reply"]]
+
     def test_blocklist_reply_suspends_address_for_that_site_only(self):
         dns = self.w.dns
         for name, ip in (("blk", "127.0.1.42"), ("ok", "127.0.1.43")):
             dns.add_mx("%s.test" % name, [(10, "mx.%s.test" % name)])
             dns.add_a("mx.%s.test" % name, ip)
         dns.start()
-        # mx.blk.test refuses A1 only; mx.ok.test is sent to from A1 only
-        peer = PeerSink(self, "127.0.1.42", self.w.smtp_port, block=[A1])
-        sink = self.w.sink("127.0.1.43")
+        # mx.blk.test refuses A1 only (mxsink per-peer replies); mx.ok.test
+        # takes everything and is sent to from A1 only
+        sink = self.w.sink(["127.0.1.42", "127.0.1.43"],
+                           config={"listen": {"127.0.1.42": refuse(A1)}})
         d = self.daemon({
             'pool "weighted"': {"addresses": "%s=out1.test*1000, %s=out2.test" % (A1, A2)},
             'pool "solo"': {"addresses": "%s=out1.test" % A1},
             'site "mx.blk.test"': {"pool": "weighted", "connections": "1"},
             'site "mx.ok.test"': {"pool": "solo", "connections": "1"}})
         self.assertEqual(submit(d.routing_socket, "s@src.test", ["c1@blk.test"]), {})
-        world.wait_until(lambda: peer.peers_of("c1@blk.test"), timeout=20,
+        world.wait_until(lambda: self.peers_of(sink, "c1@blk.test"), timeout=20,
                          what="c1 delivered from the other address")
-        self.assertEqual(peer.peers_of("c1@blk.test"), [A2])
-        self.assertIn(A1, peer.refused)  # it was tried from A1 first
+        self.assertEqual(self.peers_of(sink, "c1@blk.test"), [A2])
+        self.assertEqual(set(self.refused(sink)), {A1})  # tried from A1 first
         self.assertTrue(self.log_has(d, "mx.blk.test] source %s blocked here, "
                                      "suspended for this site" % A1,
                                      "zen.spamhaus.org"))
         self.assertEqual(self.log_has(d, "site suspended"), [])
         # the same address still sends to the other site
         self.assertEqual(self.deliver(d, sink, "c2@ok.test"), A1)
-        if self.admin_up(d):
-            site = self.site_json(d, "mx.blk.test")
-            src = self.source(site, A1)
-            self.assertTrue(src["blocked"])
-            self.assertIn("zen.spamhaus.org", src["reason"])
-            self.assertEqual(site["source_address"], A2)
-            self.assertFalse(site["suspended"])
-            ok = self.site_json(d, "mx.ok.test")
-            self.assertFalse(self.source(ok, A1)["blocked"])
-        # and the blocked site stays on A2, without another refusal
-        n_refused = len(peer.refused)
-        self.assertEqual(submit(d.routing_socket, "s@src.test", ["c3@blk.test"]), {})
-        world.wait_until(lambda: peer.peers_of("c3@blk.test"), timeout=20,
-                         what="c3 delivered")
-        self.assertEqual(peer.peers_of("c3@blk.test"), [A2])
-        self.assertEqual(len(peer.refused), n_refused)
+        site = self.site_json(d, "mx.blk.test")
+        src = self.source(site, A1)
+        self.assertTrue(src["blocked"])
+        self.assertIn("zen.spamhaus.org", src["reason"])
+        self.assertEqual(site["source_address"], A2)
+        self.assertFalse(site["suspended"])
+        ok = self.site_json(d, "mx.ok.test")
+        self.assertFalse(self.source(ok, A1)["blocked"])
+        st, bl = d.admin("GET", "/v1/blocklists")
+        self.assertEqual(st, 200, bl)
+        a1 = [x for x in bl["addresses"] if x["address"] == A1][0]
+        self.assertFalse(a1["listed"])  # not a DNSBL listing: one site only
+        self.assertEqual([b["site"] for b in a1["blocked_at"]], [site["site"]])
+        # more mail to the blocked site goes on from A2, without another
+        # refusal, while A1 keeps delivering to the other site
+        n_refused = len(self.refused(sink))
+        for i in range(3):
+            self.assertEqual(self.deliver(d, sink, "c%d@blk.test" % (i + 3)), A2)
+            self.assertEqual(self.deliver(d, sink, "o%d@ok.test" % i), A1)
+        self.assertEqual(len(self.refused(sink)), n_refused)
+        self.assertEqual({c["peer"] for c in sink.records()
+                          if c.get("type") == "connect" and
+                          c["listen"].startswith("127.0.1.43:")}, {A1})
         self.no_bounces(d)
-        if not self.admin_up(d):
-            return
         self.assertGreaterEqual(self.metrics(d).get("reply_blocks", 0), 1)
-        # manual release is in the admin ops (mxsched_blocklist_release);
-        # routed once the admin API has /v1/blocklists
-        st, _ = d.admin("POST", "/v1/blocklists/release",
-                        {"address": A1, "site": site["site"]})
-        if st == 200:
-            s = self.site_json(d, "mx.blk.test")
-            self.assertFalse(self.source(s, A1)["blocked"])
+        # the operator releases it: A1 is the site's address again (and is
+        # refused again by this receiver, which blocks it again)
+        st, res = d.admin("POST", "/v1/blocklists/release",
+                          {"address": A1, "site": site["site"]})
+        self.assertEqual(st, 200, res)
+        s = self.site_json(d, "mx.blk.test")
+        self.assertFalse(self.source(s, A1)["blocked"])
+        self.assertEqual(s["source_address"], A1)
 
     def test_every_address_blocked_site_waits_without_spending_attempts(self):
         dns = self.w.dns
         dns.add_mx("wall.test", [(10, "mx.wall.test")])
         dns.add_a("mx.wall.test", "127.0.1.45")
         dns.start()
-        peer = PeerSink(self, "127.0.1.45", self.w.smtp_port, block=[A1, A2])
+        sink = self.w.sink("127.0.1.45", config=refuse(A1, A2))
         d = self.daemon({"blocklists": {"release_after": "3s"}})
         self.assertEqual(submit(d.routing_socket, "s@src.test", ["w1@wall.test"]), {})
         d.wait_log("every source address of the pool is blocked", timeout=20)
-        self.assertEqual(set(peer.refused), {A1, A2})
+        self.assertEqual(set(self.refused(sink)), {A1, A2})
         world.wait_until(lambda: [r for r in d.delivery_records()
                                   if r["event"] == "Suspended"],
                          timeout=10, what="the recipient back on disk, waiting")
         # the receiver lifts its block; release_after brings the addresses back
-        peer.block = set()
-        world.wait_until(lambda: peer.peers_of("w1@wall.test"), timeout=20,
+        sink.reconfigure({})
+        world.wait_until(lambda: self.peers_of(sink, "w1@wall.test"), timeout=20,
                          what="w1 delivered after the release")
         # the log line follows once the outcome is durable
         recs = world.wait_until(lambda: [r for r in d.delivery_records()
@@ -346,18 +406,17 @@ class ReputationTest(unittest.TestCase):
                          r"connections (\d+), rate (\d+)/min: Rate limited")
         world.wait_until(lambda: cut.search(d.log_text()), timeout=20,
                          what="the throttle to cut")
-        if self.admin_up(d):
-            # the limits swing (cut, then raised by clean transactions):
-            # catch them while reduced
-            site = world.wait_until(
-                lambda: (lambda s: s if s["throttle"]["reduced"] and
-                         s["throttle"]["connections_allowed"] < 4 else None)(
-                    self.site_json(d, "mx.aimd.test")),
-                timeout=10, what="reduced limits shown")
-            th = site["throttle"]
-            self.assertIsNotNone(th["recipients_per_minute_allowed"])
-            self.assertEqual(th["connections_shape"], 4)
-            self.assertGreaterEqual(self.metrics(d).get("throttle_cuts", 0), 1)
+        # the limits swing (cut, then raised by clean transactions):
+        # catch them while reduced
+        site = world.wait_until(
+            lambda: (lambda s: s if s["throttle"]["reduced"] and
+                     s["throttle"]["connections_allowed"] < 4 else None)(
+                self.site_json(d, "mx.aimd.test")),
+            timeout=10, what="reduced limits shown")
+        th = site["throttle"]
+        self.assertIsNotNone(th["recipients_per_minute_allowed"])
+        self.assertEqual(th["connections_shape"], 4)
+        self.assertGreaterEqual(self.metrics(d).get("throttle_cuts", 0), 1)
         # the receiver stops limiting: everything arrives, then more clean
         # mail brings the limits back to the shape
         sink.reconfigure({})
@@ -380,11 +439,10 @@ class ReputationTest(unittest.TestCase):
         self.assertLessEqual(rates[-1], rates[0])        # cuts never raise it
         self.assertTrue(self.log_has(d, "mx.aimd.test] throttle lifted"),
                         "limits not back after %d clean messages" % len(more))
-        if self.admin_up(d):
-            site = self.site_json(d, "mx.aimd.test")
-            self.assertEqual(site["throttle"]["connections_allowed"], 4)
-            self.assertIsNone(site["throttle"]["recipients_per_minute_allowed"])
-            self.assertFalse(site["suspended"])
+        site = self.site_json(d, "mx.aimd.test")
+        self.assertEqual(site["throttle"]["connections_allowed"], 4)
+        self.assertIsNone(site["throttle"]["recipients_per_minute_allowed"])
+        self.assertFalse(site["suspended"])
         # limits were honoured: never more than 4 connections at once
         self.assertLessEqual(sink.max_concurrent(), 4)
         self.assertGreater(len(sink.transactions(status="rejected")) +
