@@ -16,10 +16,9 @@
  * API is freed first: admin_ops_detach() answers the request and leaves
  * the op for the store callback to free (queue_close runs them).
  *
- * retry-now makes deferred recipients due now with a RELEASE outcome
- * (no attempt spent). Only recipients due later than ADMIN_RETRY_MARGIN_MS
- * from now are touched: one due sooner may be claimed by the scheduler
- * before the store applies the write, and the store's own due time wins.
+ * retry-now makes deferred recipients due now (no attempt spent) through
+ * queue_msg_retry_now: the store picks them when it applies the write, in
+ * order with the scheduler's claims, so one being delivered is left alone.
  */
 #include "api/admin_internal.h"
 
@@ -31,7 +30,6 @@
 
 #include "core/core.h"
 
-#define ADMIN_RETRY_MARGIN_MS 5000
 #define ADMIN_BOUNCE_SCAN     10000
 
 struct admin_op {
@@ -195,33 +193,22 @@ admin_ops_detach(struct admin *a)
 	}
 }
 
-/* msg_retry_now - deferred recipients of one message become due now */
+/* msg_retry_now - deferred recipients of one message become due now.
+ * The store decides which (queued ones due later), in order with the
+ * scheduler's claims; the count in the reply is as read just before. */
 static void
 msg_retry_now(struct admin_req *r, queue_msgid id, struct admin_op *op)
 {
 	struct queue_rcpt *rc;
-	struct queue_outcome *o;
 	uint64_t now = now_ms();
 	int n = queue_msg_rcpts(r->a->q, id, &rc);
 	size_t k = 0;
 
-	o = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*o));
-	for (int i = 0; i < n; i++) {
-		if (rc[i].state != QUEUE_RCPT_QUEUED ||
-		    rc[i].next_ms <= now + ADMIN_RETRY_MARGIN_MS)
-			continue;
-		o[k].msgid = id;
-		o[k].idx = rc[i].idx;
-		o[k].kind = QUEUE_OUT_RELEASE;
-		k++;
-	}
+	for (int i = 0; i < n; i++)
+		k += rc[i].state == QUEUE_RCPT_QUEUED && rc[i].next_ms > now;
 	queue_rcpts_free(rc, n > 0 ? (size_t)n : 0);
 	op->extra = json_pack("{s:I}", "recipients", (json_int_t)k);
-	if (k == 0)
-		op_on_done(op, QUEUE_OK);
-	else
-		queue_outcomes(r->a->q, o, k, op_on_done, op);
-	free(o);
+	queue_msg_retry_now(r->a->q, id, op_on_done, op);
 }
 
 void

@@ -538,6 +538,13 @@ queue_msg_release(struct queue *q, queue_msgid id, queue_done_cb cb,
 }
 
 void
+queue_msg_retry_now(struct queue *q, queue_msgid id, queue_done_cb cb,
+                    void *arg)
+{
+	queue_admin(q, QOP_RETRY_NOW, id, NULL, cb, arg);
+}
+
+void
 queue_msg_delete(struct queue *q, queue_msgid id, const char *by,
                  queue_done_cb cb, void *arg)
 {

@@ -279,6 +279,12 @@ void queue_msg_release(struct queue *q, queue_msgid id, queue_done_cb cb,
                        void *arg);
 void queue_msg_delete(struct queue *q, queue_msgid id, const char *by,
                       queue_done_cb cb, void *arg);
+/* Retry now: the message's queued recipients due later than now become
+ * due now, no attempt spent; held and in-flight ones are left alone.
+ * Decided by the store in order with claims, so a recipient being
+ * delivered is never made due a second time. */
+void queue_msg_retry_now(struct queue *q, queue_msgid id, queue_done_cb cb,
+                         void *arg);
 
 /* Counters maintained in every batch (never a scan). */
 struct queue_counters {

@@ -342,6 +342,13 @@ apply_abort(struct qround *r, struct qop *op)
 	wdel(r, QCF_INCOMING, k, QK_MSG_LEN);
 }
 
+/* apply_claim - mark claimed recipients in flight; delete stale keys.
+ * The loop read the recipients before the ops pending ahead of this one
+ * were applied, and the scheduler already has them: whatever those ops
+ * did (a hold, a release, a retry-now moved the due time), a claimed
+ * recipient that still exists is in flight now, or it could be claimed a
+ * second time while its first attempt runs. Its outcome then decides (a
+ * deferral of a held message's recipient makes it held). */
 static void
 apply_claim(struct qround *r, struct qop *op)
 {
@@ -349,22 +356,21 @@ apply_claim(struct qround *r, struct qop *op)
 		struct qclaim *c = &op->claims[i];
 		struct queue_rcpt rc = { 0 };
 		int found = rcpt_get(r, c->id, c->idx, &rc);
+		unsigned char dk[QK_DUE_LEN];
 
 		if (found < 0) {
 			op->st = QUEUE_ETEMP;
 			return;
 		}
-		if (i < op->n_claimed && found && rc.state == QUEUE_RCPT_QUEUED &&
-		    rc.next_ms == c->due_ms) {
+		if (!found || rc.state != QUEUE_RCPT_QUEUED ||
+		    rc.next_ms != c->due_ms) {
+			qk_due(dk, c->due_ms, c->id, c->idx); /* a stale key */
+			wdel(r, QCF_DUE, dk, sizeof(dk));
+		}
+		if (i < op->n_claimed && found && rc.state != QUEUE_RCPT_INFLIGHT) {
 			rcpt_unindex(r, &rc);
 			rc.state = QUEUE_RCPT_INFLIGHT;
 			rcpt_put(r, &rc);
-		} else if (!found || rc.state != QUEUE_RCPT_QUEUED ||
-		    rc.next_ms != c->due_ms) {
-			unsigned char dk[QK_DUE_LEN]; /* a stale index key */
-
-			qk_due(dk, c->due_ms, c->id, c->idx);
-			wdel(r, QCF_DUE, dk, sizeof(dk));
 		}
 		qrcpt_clear(&rc);
 	}
@@ -470,6 +476,11 @@ admin_rcpt(struct qround *r, struct qop *op, struct queue_rcpt *rc)
 		rc->state = QUEUE_RCPT_QUEUED;
 		rc->next_ms = now_ms();
 		rcpt_put(r, rc);
+	} else if (op->kind == QOP_RETRY_NOW &&
+	    rc->state == QUEUE_RCPT_QUEUED && rc->next_ms > now_ms()) {
+		rcpt_unindex(r, rc);
+		rc->next_ms = now_ms();
+		rcpt_put(r, rc);
 	} else if (op->kind == QOP_DELETE) {
 		rcpt_delete(r, rc);
 		r->q->cnt.total_deleted++;
@@ -500,7 +511,7 @@ apply_admin(struct qround *r, struct qop *op)
 		msg_delete(r, op->id, &e);
 		queue_id_to_text(op->id, idt);
 		log_info(idt, "message deleted by %s", op->by ? op->by : "admin");
-	} else {
+	} else if (op->kind != QOP_RETRY_NOW) {
 		if (op->kind == QOP_HOLD)
 			e.flags |= QUEUE_MSG_HELD;
 		else
@@ -547,6 +558,7 @@ qapply(struct qround *r, struct qop *op)
 	case QOP_OUTCOMES: apply_outcomes(r, op); break;
 	case QOP_HOLD:
 	case QOP_RELEASE:
+	case QOP_RETRY_NOW:
 	case QOP_DELETE: apply_admin(r, op); break;
 	case QOP_KV_PUT:
 	case QOP_KV_DEL: apply_kv(r, op); break;

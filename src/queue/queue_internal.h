@@ -72,7 +72,7 @@ void qcnt_rcpt(struct queue_counters *c, const struct queue_rcpt *r, int sign);
 /* ---- ops: loop -> store thread -> loop ---- */
 enum qop_kind { QOP_CHUNK, QOP_COMMIT, QOP_ABORT, QOP_CLAIM, QOP_OUTCOMES,
                 QOP_HOLD, QOP_RELEASE, QOP_DELETE, QOP_COUNTERS,
-                QOP_KV_PUT, QOP_KV_DEL };
+                QOP_KV_PUT, QOP_KV_DEL, QOP_RETRY_NOW };
 
 struct qrcpt_in { char *address, *domain, *orcpt; unsigned notify; };
 struct qclaim { queue_msgid id; uint32_t idx; uint64_t due_ms; };
@@ -161,6 +161,7 @@ struct queue {
 	struct qop *pending, **pending_tail;
 	struct qop *done, **done_tail;
 	int closing;
+	int paused;                     /* tests: rounds wait (qstore_pause) */
 	uint64_t backlog;               /* CHUNK bytes pending (lock) */
 	struct queue_counters published; /* counters as last written (lock) */
 
@@ -201,6 +202,9 @@ queue_msgid qdb_max_id(struct queue *q);
 int qstore_start(struct queue *q);
 void qstore_stop(struct queue *q);
 void qstore_submit(struct queue *q, struct qop *op);
+/* Tests only: on = 1 makes the store thread wait before its next round,
+ * so ops pile up and a test can order them against loop-side reads. */
+void qstore_pause(struct queue *q, int on);
 
 /* queue.c */
 void queue_counters_fix(struct queue *q, const struct queue_counters *c);

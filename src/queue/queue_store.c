@@ -297,7 +297,7 @@ qstore_main(void *arg)
 
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		while (q->pending == NULL && !q->closing)
+		while ((q->pending == NULL || q->paused) && !q->closing)
 			pthread_cond_wait(&q->cond, &q->lock);
 		if (q->pending == NULL)
 			break;
@@ -314,6 +314,15 @@ qstore_main(void *arg)
 	}
 	pthread_mutex_unlock(&q->lock);
 	return NULL;
+}
+
+void
+qstore_pause(struct queue *q, int on)
+{
+	pthread_mutex_lock(&q->lock);
+	q->paused = on;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
 }
 
 int

@@ -863,6 +863,96 @@ test_held_recovery(void **state)
 	queue_rcpts_free(r, 2);
 }
 
+/* flush - wait for a round after everything submitted so far */
+static void
+flush(struct fx *f)
+{
+	f->pending++;
+	queue_outcomes(f->q, NULL, 0, on_done, f);
+	fx_wait(f);
+}
+
+/* test_claim_races - a claim read before pending admin ops are applied:
+ * the claimed recipient must end in flight, never claimable twice. The
+ * store thread is paused so the ops are applied after the claim's read. */
+static void
+test_claim_races(void **state)
+{
+	struct fx *f = *state;
+	struct queue_rcpt *r;
+	struct queue_counters c;
+	uint64_t later = now_ms() + 3600 * 1000;
+	queue_msgid id;
+	int n;
+
+	/* hold pending, then a claim, then a release: one delivery only */
+	id = submit(f, 10, 1, 0);
+	qstore_pause(f->q, 1);
+	f->pending++;
+	queue_msg_hold(f->q, id, on_done, f);
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 1);
+	queue_rcpts_free(r, 1);
+	qstore_pause(f->q, 0);
+	fx_wait(f);
+	flush(f);
+	queue_counters_get(f->q, &c);
+	assert_int_equal(c.rcpts_inflight, 1);
+	assert_int_equal(c.rcpts_held, 0);
+	admin(f, QOP_RELEASE, id, QUEUE_OK);
+	assert_int_equal(queue_due_claim(f->q, now_ms(), 10, &r), 0);
+	assert_consistent(f);
+	outcome(f, id, 0, QUEUE_OUT_DEFERRED, later);
+	queue_counters_get(f->q, &c);
+	assert_int_equal(c.rcpts_deferred, 1);
+
+	/* retry-now pending, then a claim of the deferred recipient */
+	qstore_pause(f->q, 1);
+	f->pending++;
+	queue_msg_retry_now(f->q, id, on_done, f);
+	n = queue_due_claim(f->q, later, 10, &r);
+	assert_int_equal(n, 1);
+	queue_rcpts_free(r, 1);
+	qstore_pause(f->q, 0);
+	fx_wait(f);
+	assert_int_equal(f->st, QUEUE_OK);
+	flush(f);
+	assert_int_equal(queue_due_claim(f->q, now_ms(), 10, &r), 0);
+	queue_counters_get(f->q, &c);
+	assert_int_equal(c.rcpts_inflight, 1);
+	assert_consistent(f);
+	outcome(f, id, 0, QUEUE_OUT_DEFERRED, later);
+
+	/* a claim pending, then retry-now: it leaves the in-flight one */
+	qstore_pause(f->q, 1);
+	n = queue_due_claim(f->q, later, 10, &r);
+	assert_int_equal(n, 1);
+	queue_rcpts_free(r, 1);
+	f->pending++;
+	queue_msg_retry_now(f->q, id, on_done, f);
+	qstore_pause(f->q, 0);
+	fx_wait(f);
+	flush(f);
+	assert_int_equal(queue_due_claim(f->q, now_ms(), 10, &r), 0);
+	queue_counters_get(f->q, &c);
+	assert_int_equal(c.rcpts_inflight, 1);
+	/* retry-now of a deferred recipient: due now, no attempt spent */
+	outcome(f, id, 0, QUEUE_OUT_DEFERRED, later);
+	f->pending++;
+	queue_msg_retry_now(f->q, id, on_done, f);
+	fx_wait(f);
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].attempts, 3);
+	queue_rcpts_free(r, 1);
+	f->pending++;
+	queue_msg_retry_now(f->q, id + 1, on_done, f);
+	fx_wait(f);
+	assert_int_equal(f->st, QUEUE_ENOTFOUND);
+	flush(f);
+	assert_consistent(f);
+}
+
 static void
 test_counters_rebuild(void **state)
 {
@@ -959,6 +1049,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_commit_with, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hold_release_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held_recovery, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_claim_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	};
