@@ -131,7 +131,10 @@ queue_alloc(const struct queue_opts *o)
 	q->pending_tail = &q->pending;
 	q->done_tail = &q->done;
 	q->claimed = qclaimset_new();
-	q->due_inserted_min = UINT64_MAX;
+	for (int c = 0; c < QK_CLASSES; c++) {
+		q->due_inserted_min[c] = UINT64_MAX;
+		qk_due(q->due_floor[c], (unsigned)c, 0, 0, 0);
+	}
 	return q;
 }
 
@@ -201,6 +204,7 @@ queue_open(struct event_base *base, const struct queue_opts *o, char *err,
 		return NULL;
 	}
 	q->last_id = qdb_max_id(q);
+	qdb_due_classes(q);
 	return q;
 }
 

@@ -113,9 +113,10 @@ rcpt_get(struct qround *r, queue_msgid id, uint32_t idx, struct queue_rcpt *rc)
 	return ret;
 }
 
-/* rcpt_put - write the record and the index key of its state */
+/* rcpt_put - write the record and the index key of its state; cls is
+ * the priority class of its message (qk_prio) */
 static void
-rcpt_put(struct qround *r, const struct queue_rcpt *rc)
+rcpt_put(struct qround *r, const struct queue_rcpt *rc, unsigned cls)
 {
 	unsigned char k[QK_RCPT_LEN], dk[QK_DUE_LEN], v[8];
 	struct qbuf b = { 0 };
@@ -125,10 +126,10 @@ rcpt_put(struct qround *r, const struct queue_rcpt *rc)
 	wput(r, QCF_RCPT, k, sizeof(k), b.p, b.len);
 	qbuf_free(&b);
 	if (rc->state == QUEUE_RCPT_QUEUED) {
-		qk_due(dk, rc->next_ms, rc->msgid, rc->idx);
+		qk_due(dk, cls, rc->next_ms, rc->msgid, rc->idx);
 		wput(r, QCF_DUE, dk, sizeof(dk), "", 0);
-		if (rc->next_ms < r->min_due)
-			r->min_due = rc->next_ms;
+		if (rc->next_ms < r->min_due[cls])
+			r->min_due[cls] = rc->next_ms;
 	} else if (rc->state == QUEUE_RCPT_INFLIGHT) {
 		qk_put64(v, rc->next_ms);
 		wput(r, QCF_INFLIGHT, k, sizeof(k), (const char *)v, sizeof(v));
@@ -138,13 +139,13 @@ rcpt_put(struct qround *r, const struct queue_rcpt *rc)
 
 /* rcpt_unindex - remove the index key of its state (record stays) */
 static void
-rcpt_unindex(struct qround *r, const struct queue_rcpt *rc)
+rcpt_unindex(struct qround *r, const struct queue_rcpt *rc, unsigned cls)
 {
 	unsigned char k[QK_RCPT_LEN], dk[QK_DUE_LEN];
 
 	qk_rcpt(k, rc->msgid, rc->idx);
 	if (rc->state == QUEUE_RCPT_QUEUED) {
-		qk_due(dk, rc->next_ms, rc->msgid, rc->idx);
+		qk_due(dk, cls, rc->next_ms, rc->msgid, rc->idx);
 		wdel(r, QCF_DUE, dk, sizeof(dk));
 	} else if (rc->state == QUEUE_RCPT_INFLIGHT) {
 		wdel(r, QCF_INFLIGHT, k, sizeof(k));
@@ -153,11 +154,11 @@ rcpt_unindex(struct qround *r, const struct queue_rcpt *rc)
 }
 
 static void
-rcpt_delete(struct qround *r, const struct queue_rcpt *rc)
+rcpt_delete(struct qround *r, const struct queue_rcpt *rc, unsigned cls)
 {
 	unsigned char k[QK_RCPT_LEN];
 
-	rcpt_unindex(r, rc);
+	rcpt_unindex(r, rc, cls);
 	qk_rcpt(k, rc->msgid, rc->idx);
 	wdel(r, QCF_RCPT, k, sizeof(k));
 }
@@ -315,7 +316,7 @@ apply_commit(struct qround *r, struct qop *op)
 			.submit_ms = op->env.submit_ms,
 			.next_ms = op->env.submit_ms,
 		};
-		rcpt_put(r, &rc);
+		rcpt_put(r, &rc, qk_prio(op->env.priority));
 	}
 	r->q->cnt.messages++;
 	r->q->cnt.bytes += op->env.size;
@@ -364,13 +365,13 @@ apply_claim(struct qround *r, struct qop *op)
 		}
 		if (!found || rc.state != QUEUE_RCPT_QUEUED ||
 		    rc.next_ms != c->due_ms) {
-			qk_due(dk, c->due_ms, c->id, c->idx); /* a stale key */
+			qk_due(dk, c->cls, c->due_ms, c->id, c->idx); /* stale */
 			wdel(r, QCF_DUE, dk, sizeof(dk));
 		}
 		if (i < op->n_claimed && found && rc.state != QUEUE_RCPT_INFLIGHT) {
-			rcpt_unindex(r, &rc);
+			rcpt_unindex(r, &rc, c->cls); /* a message's class is fixed */
 			rc.state = QUEUE_RCPT_INFLIGHT;
-			rcpt_put(r, &rc);
+			rcpt_put(r, &rc, c->cls);
 		}
 		qrcpt_clear(&rc);
 	}
@@ -398,7 +399,7 @@ outcome_terminal(struct qround *r, struct queue_rcpt *rc, struct qenv *e,
 {
 	struct queue_counters *c = &r->q->cnt;
 
-	rcpt_delete(r, rc);
+	rcpt_delete(r, rc, qk_prio(e->priority));
 	if (kind == QUEUE_OUT_DELIVERED)
 		c->total_delivered++;
 	else if (kind == QUEUE_OUT_BOUNCED)
@@ -441,14 +442,14 @@ apply_outcome(struct qround *r, const struct queue_outcome *o)
 	    o->kind == QUEUE_OUT_EXPIRED || o->kind == QUEUE_OUT_DELETED) {
 		outcome_terminal(r, &rc, &e, o->kind);
 	} else {
-		rcpt_unindex(r, &rc);
+		rcpt_unindex(r, &rc, qk_prio(e.priority));
 		outcome_reply(&rc, o);
 		rc.next_ms = o->kind == QUEUE_OUT_RELEASE ? now : o->next_ms;
 		if (o->warned_ms)
 			rc.warned_ms = o->warned_ms;
 		rc.state = (e.flags & QUEUE_MSG_HELD) ? QUEUE_RCPT_HELD
 		                                      : QUEUE_RCPT_QUEUED;
-		rcpt_put(r, &rc);
+		rcpt_put(r, &rc, qk_prio(e.priority));
 	}
 	qrcpt_clear(&rc);
 	qenv_clear(&e);
@@ -465,24 +466,25 @@ apply_outcomes(struct qround *r, struct qop *op)
 
 /* admin_rcpt - hold, release or delete one recipient */
 static void
-admin_rcpt(struct qround *r, struct qop *op, struct queue_rcpt *rc)
+admin_rcpt(struct qround *r, struct qop *op, struct queue_rcpt *rc,
+           unsigned cls)
 {
 	if (op->kind == QOP_HOLD && rc->state == QUEUE_RCPT_QUEUED) {
-		rcpt_unindex(r, rc);
+		rcpt_unindex(r, rc, cls);
 		rc->state = QUEUE_RCPT_HELD;
-		rcpt_put(r, rc);
+		rcpt_put(r, rc, cls);
 	} else if (op->kind == QOP_RELEASE && rc->state == QUEUE_RCPT_HELD) {
-		rcpt_unindex(r, rc);
+		rcpt_unindex(r, rc, cls);
 		rc->state = QUEUE_RCPT_QUEUED;
 		rc->next_ms = now_ms();
-		rcpt_put(r, rc);
+		rcpt_put(r, rc, cls);
 	} else if (op->kind == QOP_RETRY_NOW &&
 	    rc->state == QUEUE_RCPT_QUEUED && rc->next_ms > now_ms()) {
-		rcpt_unindex(r, rc);
+		rcpt_unindex(r, rc, cls);
 		rc->next_ms = now_ms();
-		rcpt_put(r, rc);
+		rcpt_put(r, rc, cls);
 	} else if (op->kind == QOP_DELETE) {
-		rcpt_delete(r, rc);
+		rcpt_delete(r, rc, cls);
 		r->q->cnt.total_deleted++;
 	}
 }
@@ -502,7 +504,7 @@ apply_admin(struct qround *r, struct qop *op)
 		int f = rcpt_get(r, op->id, i, &rc);
 
 		if (f > 0)
-			admin_rcpt(r, op, &rc);
+			admin_rcpt(r, op, &rc, qk_prio(e.priority));
 		qrcpt_clear(&rc);
 	}
 	if (op->kind == QOP_DELETE) {

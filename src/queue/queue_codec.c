@@ -63,25 +63,38 @@ qk_rcpt(unsigned char k[QK_RCPT_LEN], queue_msgid id, uint32_t idx)
 	qk_put32(k + 8, idx);
 }
 
-void
-qk_due(unsigned char k[QK_DUE_LEN], uint64_t ms, queue_msgid id, uint32_t idx)
+unsigned
+qk_prio(int priority)
 {
-	qk_put64(k, ms);
-	qk_put64(k + 8, id);
-	qk_put32(k + 16, idx);
+	if (priority > 127)
+		priority = 127;
+	if (priority < -127)
+		priority = -127;
+	return (unsigned)(127 - priority);
+}
+
+void
+qk_due(unsigned char k[QK_DUE_LEN], unsigned cls, uint64_t ms, queue_msgid id,
+       uint32_t idx)
+{
+	k[0] = (unsigned char)cls;
+	qk_put64(k + 1, ms);
+	qk_put64(k + 9, id);
+	qk_put32(k + 17, idx);
 }
 
 int
-qk_due_parse(const char *k, size_t len, uint64_t *ms, queue_msgid *id,
-             uint32_t *idx)
+qk_due_parse(const char *k, size_t len, unsigned *cls, uint64_t *ms,
+             queue_msgid *id, uint32_t *idx)
 {
 	const unsigned char *p = (const unsigned char *)k;
 
 	if (len != QK_DUE_LEN)
 		return -1;
-	*ms = qk_get64(p);
-	*id = qk_get64(p + 8);
-	*idx = qk_get32(p + 16);
+	*cls = p[0];
+	*ms = qk_get64(p + 1);
+	*id = qk_get64(p + 9);
+	*idx = qk_get32(p + 17);
 	return 0;
 }
 

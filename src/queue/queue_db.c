@@ -218,7 +218,8 @@ qdb_put_counters(struct queue *q, rocksdb_writebatch_t *wb,
 	rocksdb_writebatch_put_cf(wb, q->cf[QCF_DEFAULT], qkey_counters,
 	    sizeof(qkey_counters) - 1, (const char *)v, sizeof(v));
 	rocksdb_writebatch_put_cf(wb, q->cf[QCF_DEFAULT], qkey_schema,
-	    sizeof(qkey_schema) - 1, QUEUE_SCHEMA_VERSION, 1);
+	    sizeof(qkey_schema) - 1, QUEUE_SCHEMA_VERSION,
+	    strlen(QUEUE_SCHEMA_VERSION));
 }
 
 /* qdb_iter - an iterator over one family (caller destroys) */
@@ -307,27 +308,32 @@ qdb_drop_incoming(struct queue *q, rocksdb_writebatch_t *wb, int *n)
 	return qdb_iter_done(q, it);
 }
 
-/* qdb_msg_held - is the message held? (recovery) */
+/* qdb_msg_info - is the message held, its priority class (recovery);
+ * 0 if found */
 static int
-qdb_msg_held(struct queue *q, queue_msgid id)
+qdb_msg_info(struct queue *q, queue_msgid id, int *held, unsigned *cls)
 {
 	unsigned char k[QK_MSG_LEN];
 	struct qenv e;
 	char *err = NULL, *v;
 	size_t len;
-	int held = 0;
+	int rc = -1;
 
+	*held = 0;
+	*cls = qk_prio(0);
 	qk_msg(k, id);
 	v = rocksdb_get_cf(q->db, q->ropts, q->cf[QCF_MSG], (const char *)k,
 	    sizeof(k), &len, &err);
 	if (err)
 		rocksdb_free(err);
 	if (v && qenv_decode(v, len, &e) == 0) {
-		held = (e.flags & QUEUE_MSG_HELD) != 0;
+		*held = (e.flags & QUEUE_MSG_HELD) != 0;
+		*cls = qk_prio(e.priority);
 		qenv_clear(&e);
+		rc = 0;
 	}
 	rocksdb_free(v);
-	return held;
+	return rc;
 }
 
 /* qdb_requeue_one - an in-flight recipient becomes due again (held if
@@ -342,6 +348,8 @@ qdb_requeue_one(struct queue *q, rocksdb_writebatch_t *wb,
 	struct qbuf b = { 0 };
 	char *e = NULL, *v;
 	size_t len;
+	unsigned cls;
+	int held;
 
 	qk_rcpt(rk, id, idx);
 	v = rocksdb_get_cf(q->db, q->ropts, q->cf[QCF_RCPT], (const char *)rk,
@@ -350,13 +358,14 @@ qdb_requeue_one(struct queue *q, rocksdb_writebatch_t *wb,
 	    r.state != QUEUE_RCPT_INFLIGHT)
 		goto done;
 	qcnt_rcpt(c, &r, -1);
-	r.state = qdb_msg_held(q, id) ? QUEUE_RCPT_HELD : QUEUE_RCPT_QUEUED;
+	qdb_msg_info(q, id, &held, &cls);
+	r.state = held ? QUEUE_RCPT_HELD : QUEUE_RCPT_QUEUED;
 	r.next_ms = due;
 	qcnt_rcpt(c, &r, 1);
 	qrcpt_encode(&r, &b);
 	rocksdb_writebatch_put_cf(wb, q->cf[QCF_RCPT], (const char *)rk,
 	    sizeof(rk), b.p, b.len);
-	qk_due(dk, due, id, idx);
+	qk_due(dk, cls, due, id, idx);
 	if (r.state == QUEUE_RCPT_QUEUED)
 		rocksdb_writebatch_put_cf(wb, q->cf[QCF_DUE], (const char *)dk,
 		    sizeof(dk), "", 0);
@@ -409,6 +418,123 @@ qdb_counters_at_open(struct queue *q, struct queue_counters *c)
 	return 0;
 }
 
+/* qdb_migrate_due - schema 1 -> 2: due keys gain the priority class of
+ * their message. Written in batches; a crash midway leaves both key forms,
+ * and the next open (schema still 1) converts the rest. */
+static int
+qdb_migrate_due(struct queue *q, char *err, size_t errlen)
+{
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	rocksdb_iterator_t *it = qdb_iter(q, QCF_DUE);
+	queue_msgid last = 0;
+	unsigned cls = qk_prio(0);
+	size_t klen, n = 0, total = 0;
+	char *e = NULL;
+	int held, rc = 0;
+
+	for (; rocksdb_iter_valid(it) && rc == 0; rocksdb_iter_next(it)) {
+		const char *k = rocksdb_iter_key(it, &klen);
+		const unsigned char *uk = (const unsigned char *)k;
+		unsigned char nk[QK_DUE_LEN];
+		queue_msgid id;
+
+		if (klen != QK_DUE_V1_LEN)
+			continue;
+		id = qk_get64(uk + 8);
+		if (id != last || total == 0) {
+			qdb_msg_info(q, id, &held, &cls); /* none: a stale key */
+			last = id;
+		}
+		qk_due(nk, cls, qk_get64(uk), id, qk_get32(uk + 16));
+		rocksdb_writebatch_delete_cf(wb, q->cf[QCF_DUE], k, klen);
+		rocksdb_writebatch_put_cf(wb, q->cf[QCF_DUE], (const char *)nk,
+		    sizeof(nk), "", 0);
+		total++;
+		if (++n == 100000) {
+			rocksdb_write(q->db, q->wsync, wb, &e);
+			rocksdb_writebatch_clear(wb);
+			n = 0;
+			rc = e ? -1 : 0;
+		}
+	}
+	if (qdb_iter_done(q, it) < 0)
+		rc = -1;
+	if (rc == 0 && e == NULL) {
+		rocksdb_writebatch_put_cf(wb, q->cf[QCF_DEFAULT], qkey_schema,
+		    sizeof(qkey_schema) - 1, QUEUE_SCHEMA_VERSION,
+		    strlen(QUEUE_SCHEMA_VERSION));
+		rocksdb_write(q->db, q->wsync, wb, &e);
+	}
+	if (e) {
+		snprintf(err, errlen, "spool %s: converting the due index to "
+		    "schema %s: %s", q->path, QUEUE_SCHEMA_VERSION, e);
+		rocksdb_free(e);
+		rc = -1;
+	} else if (rc < 0) {
+		snprintf(err, errlen, "spool %s: converting the due index to "
+		    "schema %s: read error", q->path, QUEUE_SCHEMA_VERSION);
+	} else {
+		log_info("-", "spool %s: schema 1 -> %s: %zu due key(s) now carry "
+		    "their message's priority", q->path, QUEUE_SCHEMA_VERSION,
+		    total);
+	}
+	rocksdb_writebatch_destroy(wb);
+	return rc;
+}
+
+/* qdb_schema - refuse a spool written by a newer version; convert an
+ * older one. A new (or pre-schema-key) spool is written at recovery. */
+static int
+qdb_schema(struct queue *q, char *err, size_t errlen)
+{
+	char *e = NULL, *v;
+	size_t len = 0;
+	int rc = 0;
+
+	v = rocksdb_get_cf(q->db, q->ropts, q->cf[QCF_DEFAULT], qkey_schema,
+	    sizeof(qkey_schema) - 1, &len, &e);
+	if (e) {
+		snprintf(err, errlen, "spool %s: reading the schema version: %s",
+		    q->path, e);
+		rocksdb_free(e);
+		return -1;
+	}
+	if (v == NULL || (len == 1 && v[0] == '1'))
+		rc = qdb_migrate_due(q, err, errlen);
+	else if (len != strlen(QUEUE_SCHEMA_VERSION) ||
+	    memcmp(v, QUEUE_SCHEMA_VERSION, len) != 0) {
+		snprintf(err, errlen, "spool %s: schema version \"%.*s\", this "
+		    "mxbatchd reads %s (written by a newer version?)", q->path,
+		    (int)(len < 16 ? len : 16), v, QUEUE_SCHEMA_VERSION);
+		rc = -1;
+	}
+	rocksdb_free(v);
+	return rc;
+}
+
+/* qdb_due_classes - which priority classes have due keys (one seek per
+ * class present) */
+void
+qdb_due_classes(struct queue *q)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(q->db, q->ropts,
+	    q->cf[QCF_DUE]);
+	unsigned char k = 0;
+	size_t klen;
+
+	for (rocksdb_iter_seek(it, (const char *)&k, 1); rocksdb_iter_valid(it);) {
+		const unsigned char *p =
+		    (const unsigned char *)rocksdb_iter_key(it, &klen);
+
+		if (klen == 0 || p[0] >= QK_CLASSES)
+			break;
+		q->due_class[p[0]] = 1;
+		k = (unsigned char)(p[0] + 1);
+		rocksdb_iter_seek(it, (const char *)&k, 1);
+	}
+	rocksdb_iter_destroy(it);
+}
+
 int
 qdb_recover(struct queue *q, char *err, size_t errlen)
 {
@@ -416,6 +542,8 @@ qdb_recover(struct queue *q, char *err, size_t errlen)
 	int n_in = 0, n_fl = 0, rc = -1;
 	char *e = NULL;
 
+	if (qdb_schema(q, err, errlen) < 0)
+		goto done;
 	if (qdb_counters_at_open(q, &q->cnt) < 0 ||
 	    qdb_drop_incoming(q, wb, &n_in) < 0 ||
 	    qdb_requeue_inflight(q, wb, &q->cnt, &n_fl) < 0) {

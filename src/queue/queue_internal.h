@@ -16,7 +16,7 @@
 #include "queue/queue.h"
 
 #define QUEUE_CHUNK_SIZE (64u * 1024u)  /* body bytes per body-CF value */
-#define QUEUE_SCHEMA_VERSION "1"
+#define QUEUE_SCHEMA_VERSION "2" /* 1: due keys without priority class */
 
 /* column families, in open order (docs/spool.md) */
 enum qcf { QCF_DEFAULT = 0, QCF_MSG, QCF_BODY, QCF_RCPT, QCF_DUE, QCF_INFLIGHT,
@@ -26,7 +26,9 @@ enum qcf { QCF_DEFAULT = 0, QCF_MSG, QCF_BODY, QCF_RCPT, QCF_DUE, QCF_INFLIGHT,
 #define QK_MSG_LEN  8   /* msgid */
 #define QK_BODY_LEN 12  /* msgid, chunk no (u32) */
 #define QK_RCPT_LEN 12  /* msgid, rcpt idx (u32) */
-#define QK_DUE_LEN  20  /* due ms (u64), msgid, rcpt idx */
+#define QK_DUE_LEN  21  /* priority class (u8), due ms (u64), msgid, idx */
+#define QK_DUE_V1_LEN 20 /* schema 1: due ms, msgid, rcpt idx */
+#define QK_CLASSES  255 /* priority classes: 0 = priority 127 (first) */
 
 void qk_put64(unsigned char *p, uint64_t v);
 void qk_put32(unsigned char *p, uint32_t v);
@@ -35,11 +37,14 @@ uint32_t qk_get32(const unsigned char *p);
 void qk_msg(unsigned char k[QK_MSG_LEN], queue_msgid id);
 void qk_body(unsigned char k[QK_BODY_LEN], queue_msgid id, uint32_t chunk);
 void qk_rcpt(unsigned char k[QK_RCPT_LEN], queue_msgid id, uint32_t idx);
-void qk_due(unsigned char k[QK_DUE_LEN], uint64_t ms, queue_msgid id,
-            uint32_t idx);
+/* the due-key class of a message priority: 127 - priority, clamped to
+ * -127..127, so higher priorities sort (and are claimed) first */
+unsigned qk_prio(int priority);
+void qk_due(unsigned char k[QK_DUE_LEN], unsigned cls, uint64_t ms,
+            queue_msgid id, uint32_t idx);
 /* 0 ok, -1 wrong length */
-int qk_due_parse(const char *k, size_t len, uint64_t *ms, queue_msgid *id,
-                 uint32_t *idx);
+int qk_due_parse(const char *k, size_t len, unsigned *cls, uint64_t *ms,
+                 queue_msgid *id, uint32_t *idx);
 
 /* ---- records ---- */
 struct qbuf { char *p; size_t len, cap; };
@@ -75,7 +80,7 @@ enum qop_kind { QOP_CHUNK, QOP_COMMIT, QOP_ABORT, QOP_CLAIM, QOP_OUTCOMES,
                 QOP_KV_PUT, QOP_KV_DEL, QOP_RETRY_NOW };
 
 struct qrcpt_in { char *address, *domain, *orcpt; unsigned notify; };
-struct qclaim { queue_msgid id; uint32_t idx; uint64_t due_ms; };
+struct qclaim { queue_msgid id; uint32_t idx; uint64_t due_ms; unsigned cls; };
 
 struct qop {
 	struct qop *next;
@@ -177,11 +182,15 @@ struct queue {
 	uint64_t last_reopen_ms;
 	int space_low;                  /* free space < min_free_bytes */
 
-	uint64_t due_inserted_min;      /* earliest due key written (lock) */
+	/* earliest due key written per priority class (lock) */
+	uint64_t due_inserted_min[QK_CLASSES];
 
 	/* loop thread only */
 	queue_msgid last_id;
-	unsigned char due_floor[QK_DUE_LEN]; /* claims scan from here */
+	/* per priority class: claims scan from the floor; classes that may
+	 * hold due keys */
+	unsigned char due_floor[QK_CLASSES][QK_DUE_LEN];
+	unsigned char due_class[QK_CLASSES];
 	struct qclaimset *claimed;
 	struct qop *claim_retry;        /* claim ops to resubmit */
 	struct event *retry_ev;
@@ -196,6 +205,8 @@ enum queue_status qdb_status_of(const char *rocksdb_err);
 int qdb_load_counters(struct queue *q, struct queue_counters *c, int *found);
 int qdb_scan_counts(struct queue *q, struct queue_counters *c);
 int qdb_recover(struct queue *q, char *err, size_t errlen);
+/* loop side: the priority classes present in the due index */
+void qdb_due_classes(struct queue *q);
 queue_msgid qdb_max_id(struct queue *q);
 
 /* queue_store.c */
@@ -215,7 +226,7 @@ struct qround {
 	rocksdb_writebatch_t *wb;
 	struct qrcache *rc;
 	int unsynced;           /* an earlier batch of the round was not synced */
-	uint64_t min_due;       /* earliest due key written in the round */
+	uint64_t min_due[QK_CLASSES]; /* earliest due key written, per class */
 };
 
 /* queue_rcache.c: msg/rcpt records written in the current round */

@@ -34,27 +34,6 @@ qget(struct queue *q, int cf, const unsigned char *k, size_t klen,
 	return v;
 }
 
-/* rcpt_load - 1 found, 0 absent, -1 error (read lock held) */
-static int
-rcpt_load(struct queue *q, queue_msgid id, uint32_t idx, struct queue_rcpt *r)
-{
-	unsigned char k[QK_RCPT_LEN];
-	size_t len;
-	int bad = 0, rc = 0;
-	char *v;
-
-	qk_rcpt(k, id, idx);
-	r->msgid = id;
-	r->idx = idx;
-	v = qget(q, QCF_RCPT, k, sizeof(k), &len, &bad);
-	if (bad)
-		return -1;
-	if (v)
-		rc = qrcpt_decode(v, len, r) == 0 ? 1 : 0;
-	rocksdb_free(v);
-	return rc;
-}
-
 /* env_load - 1 found, 0 absent, -1 error (read lock held) */
 static int
 env_load(struct queue *q, queue_msgid id, struct qenv *e)
@@ -76,27 +55,34 @@ env_load(struct queue *q, queue_msgid id, struct qenv *e)
 
 /* ---- claim ---- */
 
-/* claim_floor - lower the scan floor to the earliest due key the store
- * thread wrote since the last claim (a release, a deferral) */
+/* claim_floor - lower each class's scan floor to the earliest due key the
+ * store thread wrote in it since the last claim (a release, a deferral) */
 static void
 claim_floor(struct queue *q)
 {
-	uint64_t low;
+	uint64_t low[QK_CLASSES];
 	unsigned char k[QK_DUE_LEN];
 
 	pthread_mutex_lock(&q->lock);
-	low = q->due_inserted_min;
-	q->due_inserted_min = UINT64_MAX;
+	memcpy(low, q->due_inserted_min, sizeof(low));
+	for (int c = 0; c < QK_CLASSES; c++)
+		q->due_inserted_min[c] = UINT64_MAX;
 	pthread_mutex_unlock(&q->lock);
-	qk_due(k, low, 0, 0);
-	if (low != UINT64_MAX && memcmp(k, q->due_floor, QK_DUE_LEN) < 0)
-		memcpy(q->due_floor, k, QK_DUE_LEN);
+	for (unsigned c = 0; c < QK_CLASSES; c++) {
+		if (low[c] == UINT64_MAX)
+			continue;
+		q->due_class[c] = 1;
+		qk_due(k, c, low[c], 0, 0);
+		if (memcmp(k, q->due_floor[c], QK_DUE_LEN) < 0)
+			memcpy(q->due_floor[c], k, QK_DUE_LEN);
+	}
 }
 
 struct qscan {
 	struct queue_rcpt *out;
 	struct qclaim *claims;  /* n claimed, then stale keys to delete */
 	size_t n, n_claims, cap;
+	rocksdb_iterator_t *rit; /* over the rcpt family, NULL until needed */
 };
 
 static void
@@ -109,6 +95,55 @@ scan_add(struct qscan *s, const struct qclaim *c)
 	s->claims[s->n_claims++] = *c;
 }
 
+/* scan_rcpt - a recipient record through one iterator: the due keys of a
+ * message mostly name its recipients in index order, so the next record
+ * is usually the iterator's next key (cheaper than a point read, which
+ * probes every memtable and level). 1 found, 0 absent, -1 error. */
+static int
+scan_rcpt(struct queue *q, struct qscan *s, queue_msgid id, uint32_t idx,
+          struct queue_rcpt *r)
+{
+	unsigned char k[QK_RCPT_LEN];
+	const char *ik, *v;
+	size_t klen, vlen;
+	char *e = NULL;
+
+	qk_rcpt(k, id, idx);
+	if (s->rit == NULL)
+		s->rit = rocksdb_create_iterator_cf(q->db, q->ropts,
+		    q->cf[QCF_RCPT]);
+	if (rocksdb_iter_valid(s->rit)) {
+		ik = rocksdb_iter_key(s->rit, &klen);
+		if (klen == QK_RCPT_LEN && memcmp(ik, k, klen) < 0)
+			rocksdb_iter_next(s->rit); /* usually lands on k */
+		if (rocksdb_iter_valid(s->rit)) {
+			ik = rocksdb_iter_key(s->rit, &klen);
+			if (klen != QK_RCPT_LEN || memcmp(ik, k, klen) != 0)
+				rocksdb_iter_seek(s->rit, (const char *)k, sizeof(k));
+		} else {
+			rocksdb_iter_seek(s->rit, (const char *)k, sizeof(k));
+		}
+	} else {
+		rocksdb_iter_seek(s->rit, (const char *)k, sizeof(k));
+	}
+	r->msgid = id;
+	r->idx = idx;
+	if (!rocksdb_iter_valid(s->rit)) {
+		rocksdb_iter_get_error(s->rit, &e);
+		if (e) {
+			log_warnx("-", "spool %s: read: %s", q->path, e);
+			rocksdb_free(e);
+			return -1;
+		}
+		return 0;
+	}
+	ik = rocksdb_iter_key(s->rit, &klen);
+	if (klen != QK_RCPT_LEN || memcmp(ik, k, klen) != 0)
+		return 0;
+	v = rocksdb_iter_value(s->rit, &vlen);
+	return qrcpt_decode(v, vlen, r) == 0 ? 1 : 0;
+}
+
 /* scan_key - one due key: claim it, skip it, or note it stale;
  * -1 on a read error */
 static int
@@ -118,11 +153,11 @@ scan_key(struct queue *q, struct qscan *s, const char *k, size_t klen)
 	struct qclaim c;
 	int found;
 
-	if (qk_due_parse(k, klen, &c.due_ms, &c.id, &c.idx) < 0 ||
+	if (qk_due_parse(k, klen, &c.cls, &c.due_ms, &c.id, &c.idx) < 0 ||
 	    qclaimset_has(q->claimed, c.id, c.idx))
 		return 0;
 	memset(r, 0, sizeof(*r));
-	found = rcpt_load(q, c.id, c.idx, r);
+	found = scan_rcpt(q, s, c.id, c.idx, r);
 	if (found < 0)
 		return -1;
 	if (found == 0 || r->state != QUEUE_RCPT_QUEUED || r->next_ms != c.due_ms) {
@@ -137,32 +172,43 @@ scan_key(struct queue *q, struct qscan *s, const char *k, size_t klen)
 	return 0;
 }
 
-/* claim_scan - walk the due index from the floor up to now. Every key
- * below the floor is gone (claimed, deleted) or was reported back through
- * due_inserted_min, so deleted keys at the head of the index (tombstones
- * until compaction) are not walked again and again. */
-static void
-claim_scan(struct queue *q, uint64_t now, size_t max, struct qscan *s)
+/* claim_class - walk one priority class of the due index from its floor
+ * up to now. Every key below the floor is gone (claimed, deleted) or was
+ * reported back through due_inserted_min, so deleted keys at the head of
+ * the index (tombstones until compaction) are not walked again and again.
+ * The iterator's bounds are the class's floor and its end, so a class
+ * never walks into the next one's tombstones; a class found empty is
+ * skipped until a key is written in it again. -1 on a read error. */
+static int
+claim_class(struct queue *q, unsigned cls, uint64_t now, size_t max,
+            struct qscan *s)
 {
-	unsigned char ub[8], last[QK_DUE_LEN];
-	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	unsigned char ub[1], last[QK_DUE_LEN], *floor = q->due_floor[cls];
+	rocksdb_readoptions_t *ro;
 	rocksdb_iterator_t *it;
 	size_t klen;
 	char *e = NULL;
-	int stopped = 0;
+	int stopped = 0, bad = 0;
 
-	claim_floor(q);
-	qk_put64(ub, now + 1);
-	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)ub, 8);
-	rocksdb_readoptions_set_iterate_lower_bound(ro,
-	    (const char *)q->due_floor, QK_DUE_LEN);
+	if (qk_get64(floor + 1) > now)
+		return 0; /* nothing of this class is due yet */
+	ro = rocksdb_readoptions_create();
+	ub[0] = (unsigned char)(cls + 1);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)ub, 1);
+	rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)floor,
+	    QK_DUE_LEN);
 	it = rocksdb_create_iterator_cf(q->db, ro, q->cf[QCF_DUE]);
-	memcpy(last, q->due_floor, QK_DUE_LEN);
-	for (rocksdb_iter_seek(it, (const char *)q->due_floor, QK_DUE_LEN);
-	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+	memcpy(last, floor, QK_DUE_LEN);
+	rocksdb_iter_seek(it, (const char *)floor, QK_DUE_LEN);
+	if (!rocksdb_iter_valid(it))
+		q->due_class[cls] = 0; /* empty from the floor on */
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		const char *k = rocksdb_iter_key(it, &klen);
 
-		if (s->n == max || scan_key(q, s, k, klen) < 0) {
+		if (klen == QK_DUE_LEN &&
+		    qk_get64((const unsigned char *)k + 1) > now)
+			break;
+		if (s->n == max || (bad = scan_key(q, s, k, klen)) < 0) {
 			stopped = 1; /* resume at this key next time */
 			if (klen == QK_DUE_LEN)
 				memcpy(last, k, QK_DUE_LEN);
@@ -175,12 +221,27 @@ claim_scan(struct queue *q, uint64_t now, size_t max, struct qscan *s)
 	if (e) {
 		log_warnx("-", "spool %s: due index: %s", q->path, e);
 		rocksdb_free(e);
-		return;
+		return -1;
 	}
 	if (!stopped)
-		qk_due(last, now + 1, 0, 0);
-	if (memcmp(last, q->due_floor, QK_DUE_LEN) > 0)
-		memcpy(q->due_floor, last, QK_DUE_LEN);
+		qk_due(last, cls, now + 1, 0, 0);
+	if (memcmp(last, floor, QK_DUE_LEN) > 0)
+		memcpy(floor, last, QK_DUE_LEN);
+	return bad;
+}
+
+/* claim_scan - the classes in priority order (0 = highest): a due
+ * recipient of a higher priority is claimed before any of a lower one */
+static void
+claim_scan(struct queue *q, uint64_t now, size_t max, struct qscan *s)
+{
+	claim_floor(q);
+	for (unsigned c = 0; c < QK_CLASSES && s->n < max; c++)
+		if (q->due_class[c] && claim_class(q, c, now, max, s) < 0)
+			break;
+	if (s->rit)
+		rocksdb_iter_destroy(s->rit);
+	s->rit = NULL;
 }
 
 int
@@ -227,28 +288,41 @@ queue_due_claim(struct queue *q, uint64_t now, size_t max,
 uint64_t
 queue_due_next_ms(struct queue *q)
 {
+	rocksdb_readoptions_t *ro;
 	rocksdb_iterator_t *it;
 	uint64_t when = UINT64_MAX, ms;
 	queue_msgid id;
 	uint32_t idx;
+	unsigned cls;
 	size_t klen;
 
 	pthread_rwlock_rdlock(&q->dblock);
 	if (q->db == NULL)
 		goto done;
 	claim_floor(q);
-	it = rocksdb_create_iterator_cf(q->db, q->ropts, q->cf[QCF_DUE]);
-	for (rocksdb_iter_seek(it, (const char *)q->due_floor, QK_DUE_LEN);
-	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-		const char *k = rocksdb_iter_key(it, &klen);
+	for (unsigned c = 0; c < QK_CLASSES; c++) {
+		unsigned char ub[1] = { (unsigned char)(c + 1) };
 
-		if (qk_due_parse(k, klen, &ms, &id, &idx) == 0 &&
-		    !qclaimset_has(q->claimed, id, idx)) {
-			when = ms;
+		if (!q->due_class[c])
+			continue;
+		ro = rocksdb_readoptions_create();
+		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)ub, 1);
+		it = rocksdb_create_iterator_cf(q->db, ro, q->cf[QCF_DUE]);
+		for (rocksdb_iter_seek(it, (const char *)q->due_floor[c],
+		         QK_DUE_LEN);
+		     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+			const char *k = rocksdb_iter_key(it, &klen);
+
+			if (qk_due_parse(k, klen, &cls, &ms, &id, &idx) < 0 ||
+			    qclaimset_has(q->claimed, id, idx))
+				continue;
+			if (ms < when)
+				when = ms;
 			break;
 		}
+		rocksdb_iter_destroy(it);
+		rocksdb_readoptions_destroy(ro);
 	}
-	rocksdb_iter_destroy(it);
 done:
 	pthread_rwlock_unlock(&q->dblock);
 	return when;

@@ -221,7 +221,7 @@ qstore_check_space(struct queue *q)
 static int
 qstore_round(struct queue *q, struct qop *ops)
 {
-	struct qround r = { q, q->wb, q->rc, 0, UINT64_MAX };
+	struct qround r = { q, q->wb, q->rc, 0, { 0 } };
 	enum queue_status st = QUEUE_OK;
 	size_t size;
 	int broken;
@@ -235,6 +235,8 @@ qstore_round(struct queue *q, struct qop *ops)
 		return -1;
 	}
 	qstore_check_space(q);
+	for (int c = 0; c < QK_CLASSES; c++)
+		r.min_due[c] = UINT64_MAX;
 	st = QUEUE_OK;
 	for (struct qop *op = ops, *seg = ops; op && st == QUEUE_OK;
 	     op = op->next) {
@@ -252,8 +254,9 @@ qstore_round(struct queue *q, struct qop *ops)
 	rocksdb_writebatch_clear(r.wb);
 	qrcache_clear(r.rc);
 	pthread_mutex_lock(&q->lock); /* even if failed: a batch may be in */
-	if (r.min_due < q->due_inserted_min)
-		q->due_inserted_min = r.min_due;
+	for (int c = 0; c < QK_CLASSES; c++)
+		if (r.min_due[c] < q->due_inserted_min[c])
+			q->due_inserted_min[c] = r.min_due[c];
 	pthread_mutex_unlock(&q->lock);
 	if (st != QUEUE_OK) {
 		qstore_fail_all(q, ops, st);

@@ -28,6 +28,7 @@ struct fx {
 	int pending;
 	enum queue_status st;
 	queue_msgid id;
+	int prio;               /* priority of the next submit() */
 };
 
 static int
@@ -122,7 +123,7 @@ submit(struct fx *f, size_t size, int n, unsigned flags)
 	struct queue_envelope env = { .sender = "s@example.org",
 	                              .tenant = "t1", .listener = "routing",
 	                              .envid = "E1", .ret = QUEUE_RET_HDRS,
-	                              .flags = flags };
+	                              .flags = flags, .priority = f->prio };
 	struct queue_writer *w = queue_msg_begin(f->q, &env);
 	char *body = xmalloc(size + 1), addr[64];
 
@@ -210,20 +211,30 @@ test_keys(void **state)
 	uint64_t ms;
 	queue_msgid id;
 	uint32_t idx;
+	unsigned cls;
 
 	(void)state;
-	qk_due(a, 1000, 5, 7);
-	qk_due(b, 1001, 1, 0);
+	qk_due(a, qk_prio(0), 1000, 5, 7);
+	qk_due(b, qk_prio(0), 1001, 1, 0);
 	assert_true(memcmp(a, b, sizeof(a)) < 0); /* time first */
-	qk_due(b, 1000, 5, 8);
+	qk_due(b, qk_prio(0), 1000, 5, 8);
 	assert_true(memcmp(a, b, sizeof(a)) < 0); /* then id, idx */
-	qk_due(b, 1000, 0x100000000ull, 0);
+	qk_due(b, qk_prio(0), 1000, 0x100000000ull, 0);
 	assert_true(memcmp(a, b, sizeof(a)) < 0);
-	assert_int_equal(qk_due_parse((char *)a, sizeof(a), &ms, &id, &idx), 0);
+	qk_due(b, qk_prio(1), 999999, 9, 9); /* a higher priority: before */
+	assert_true(memcmp(b, a, sizeof(a)) < 0);
+	qk_due(b, qk_prio(-1), 1, 1, 1);     /* a lower one: after */
+	assert_true(memcmp(a, b, sizeof(a)) < 0);
+	assert_int_equal(qk_prio(1000), qk_prio(127)); /* clamped */
+	assert_int_equal(qk_prio(-1000), qk_prio(-127));
+	assert_true(qk_prio(-127) < QK_CLASSES);
+	assert_int_equal(qk_due_parse((char *)a, sizeof(a), &cls, &ms, &id,
+	    &idx), 0);
+	assert_int_equal(cls, qk_prio(0));
 	assert_int_equal(ms, 1000);
 	assert_int_equal(id, 5);
 	assert_int_equal(idx, 7);
-	assert_int_equal(qk_due_parse((char *)a, 19, &ms, &id, &idx), -1);
+	assert_int_equal(qk_due_parse((char *)a, 20, &cls, &ms, &id, &idx), -1);
 }
 
 static void
@@ -680,7 +691,7 @@ test_claim_floor(void **state)
 	outcome(f, id, 1, QUEUE_OUT_RELEASE, 0); /* lowers the floor to now */
 	/* a due key without a recipient record: skipped, then deleted */
 	t = now_ms() + 50;
-	qk_due(k, t, id + 99, 0);
+	qk_due(k, qk_prio(0), t, id + 99, 0);
 	rocksdb_put_cf(f->q->db, f->q->wsync, f->q->cf[QCF_DUE], (char *)k,
 	    sizeof(k), "", 0, &e);
 	assert_null(e);
@@ -953,6 +964,129 @@ test_claim_races(void **state)
 	assert_consistent(f);
 }
 
+/* test_priority - due recipients of a higher priority are claimed first;
+ * a priority does not make a recipient due early; classes survive a
+ * restart */
+static void
+test_priority(void **state)
+{
+	struct fx *f = *state;
+	struct queue_rcpt *r;
+	queue_msgid lo, mid, hi1, hi2;
+	uint64_t later = now_ms() + 3600 * 1000;
+	int n;
+
+	f->prio = 0;
+	mid = submit(f, 10, 2, 0);
+	f->prio = -3;
+	lo = submit(f, 10, 1, 0);
+	f->prio = 5;
+	hi1 = submit(f, 10, 1, 0);
+	f->prio = 500; /* clamped to 127: still the highest */
+	hi2 = submit(f, 10, 1, 0);
+	f->prio = 0;
+	n = queue_due_claim(f->q, now_ms(), 2, &r);
+	assert_int_equal(n, 2);
+	assert_true(r[0].msgid == hi2 && r[1].msgid == hi1);
+	queue_rcpts_free(r, 2);
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 3);
+	assert_true(r[0].msgid == mid && r[1].msgid == mid && r[2].msgid == lo);
+	queue_rcpts_free(r, 3);
+	/* deferred: the high one due later, the low one due now */
+	outcome(f, hi1, 0, QUEUE_OUT_DEFERRED, later);
+	outcome(f, lo, 0, QUEUE_OUT_DEFERRED, now_ms() - 1);
+	assert_true(queue_due_next_ms(f->q) < later);
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].msgid, lo);
+	queue_rcpts_free(r, 1);
+	assert_int_equal(queue_due_next_ms(f->q), later);
+	outcome(f, lo, 0, QUEUE_OUT_DEFERRED, later);
+	outcome(f, mid, 1, QUEUE_OUT_DEFERRED, later);
+	outcome(f, mid, 0, QUEUE_OUT_DELIVERED, 0);
+	outcome(f, hi2, 0, QUEUE_OUT_DELIVERED, 0);
+	assert_consistent(f);
+	/* after a restart: the classes are found again */
+	queue_close(f->q);
+	f->q = fx_open(f);
+	assert_int_equal(queue_due_next_ms(f->q), later);
+	n = queue_due_claim(f->q, later, 10, &r);
+	assert_int_equal(n, 3);
+	assert_true(r[0].msgid == hi1 && r[1].msgid == mid && r[2].msgid == lo);
+	queue_rcpts_free(r, 3);
+	flush(f);
+	assert_consistent(f);
+}
+
+/* v1_due_keys - rewrite the due index as schema 1 wrote it (no class) */
+static void
+v1_due_keys(struct queue *q)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(q->db, q->ropts,
+	    q->cf[QCF_DUE]);
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	char *e = NULL;
+	size_t klen;
+
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		assert_int_equal(klen, QK_DUE_LEN);
+		rocksdb_writebatch_delete_cf(wb, q->cf[QCF_DUE], k, klen);
+		rocksdb_writebatch_put_cf(wb, q->cf[QCF_DUE], k + 1, klen - 1,
+		    "", 0);
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_writebatch_put_cf(wb, q->cf[QCF_DEFAULT], "schema", 6, "1", 1);
+	rocksdb_write(q->db, q->wsync, wb, &e);
+	assert_null(e);
+	rocksdb_writebatch_destroy(wb);
+}
+
+/* test_schema_upgrade - a schema 1 spool opens and keeps its due index
+ * (now in priority order); a newer schema is refused with a clear error */
+static void
+test_schema_upgrade(void **state)
+{
+	struct fx *f = *state;
+	struct queue_rcpt *r;
+	struct queue_opts o = { .path = f->spool };
+	char err[512] = "", *e = NULL;
+	queue_msgid a, b;
+	int n;
+
+	a = submit(f, 10, 2, 0);
+	f->prio = 9;
+	b = submit(f, 10, 1, 0);
+	f->prio = 0;
+	v1_due_keys(f->q);
+	queue_close(f->q);
+	f->q = fx_open(f);
+	assert_non_null(f->q);
+	assert_int_equal(due_keys(f->q), 3);
+	n = queue_due_claim(f->q, now_ms(), 10, &r);
+	assert_int_equal(n, 3);
+	assert_true(r[0].msgid == b && r[1].msgid == a && r[2].msgid == a);
+	queue_rcpts_free(r, 3);
+	flush(f);
+	assert_consistent(f);
+	rocksdb_put_cf(f->q->db, f->q->wsync, f->q->cf[QCF_DEFAULT], "schema",
+	    6, "9", 1, &e);
+	assert_null(e);
+	queue_close(f->q);
+	f->q = queue_open(f->base, &o, err, sizeof(err));
+	assert_null(f->q);
+	assert_non_null(strstr(err, "schema version \"9\""));
+	assert_non_null(strstr(err, f->spool));
+	f->q = fx_open(f) ; /* still refused: teardown needs a queue */
+	assert_null(f->q);
+	rm_rf(f->spool);
+	f->q = fx_open(f);
+	assert_non_null(f->q);
+}
+
 static void
 test_counters_rebuild(void **state)
 {
@@ -1050,6 +1184,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_hold_release_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_held_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_claim_races, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_priority, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	};
