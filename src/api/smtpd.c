@@ -74,6 +74,26 @@ smtpd_ip_put(struct smtpd_iptab *t, struct smtpd_ipent *e)
 		}
 }
 
+/* ip_sweep - drop the entries whose window started max_age or more ago
+ * (tables of rates, greet passes and AUTH failures; not of connections) */
+static void
+ip_sweep(struct smtpd_iptab *t, uint64_t now, uint64_t max_age)
+{
+	struct smtpd_ipent **pp, *e;
+	size_t i;
+
+	for (i = 0; i < 512; i++)
+		for (pp = &t->b[i]; (e = *pp) != NULL; ) {
+			if (now - e->since_ms >= max_age) {
+				*pp = e->next;
+				t->n--;
+				free(e);
+			} else {
+				pp = &e->next;
+			}
+		}
+}
+
 void
 smtpd_ip_clear(struct smtpd_iptab *t)
 {
@@ -89,6 +109,65 @@ smtpd_ip_clear(struct smtpd_iptab *t)
 }
 
 /* ---- accept ---- */
+
+/* rate_exceeded - count a new connection from ip against the listener's
+ * per-minute budget; 1 if over it (the refused one is not counted) */
+static int
+rate_exceeded(struct smtpd_listener *l, const char *ip)
+{
+	struct smtpd_ipent *e = smtpd_ip_get(&l->rate, ip, 1);
+	uint64_t now = mono_ms();
+
+	if (e->count == 0 || now - e->since_ms >= SMTPD_RATE_WINDOW_MS) {
+		e->count = 0;
+		e->since_ms = now;
+	}
+	if (e->count >= l->cfg->max_connections_per_ip_per_minute)
+		return 1;
+	e->count++;
+	return 0;
+}
+
+int
+smtpd_greet_wait(struct smtpd_session *s)
+{
+	const struct config_listen *c = s->l->cfg;
+	struct smtpd_ipent *e;
+
+	if (c->greet_wait_ms == 0 || s->l->is_unix || c->implicit_tls ||
+	    s->trusted || s->ip[0] == '\0')
+		return 0;
+	e = smtpd_ip_get(&s->sd->greeted, s->ip, 0);
+	return e == NULL || mono_ms() - e->since_ms >= SMTPD_GREETED_TTL_MS;
+}
+
+void
+smtpd_greet_passed(struct smtpd_session *s)
+{
+	struct smtpd_ipent *e = smtpd_ip_get(&s->sd->greeted, s->ip, 0);
+
+	if (e == NULL && s->sd->greeted.n < SMTPD_GREETED_MAX)
+		e = smtpd_ip_get(&s->sd->greeted, s->ip, 1);
+	if (e)
+		e->since_ms = mono_ms();
+}
+
+/* on_sweep - once a minute: forget expired rate windows, greet passes and
+ * AUTH failure windows, so the tables hold only recent addresses */
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtpd *sd = arg;
+	uint64_t now = mono_ms();
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < sd->nls; i++)
+		ip_sweep(&sd->ls[i].rate, now, SMTPD_RATE_WINDOW_MS);
+	ip_sweep(&sd->greeted, now, SMTPD_GREETED_TTL_MS);
+	ip_sweep(&sd->authfail, now, SMTPD_AUTH_FAIL_WINDOW_MS);
+}
 
 int
 smtpd_conn_trusted(struct smtpd_listener *l, const struct sockaddr *sa)
@@ -130,6 +209,15 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	if (ip[0] && (e = smtpd_ip_get(&l->sd->conns, ip, 0)) != NULL &&
 	    e->count >= l->cfg->max_connections_per_ip) {
 		refuse(fd, "Too many connections from your address", l, ip);
+		return;
+	}
+	if (ip[0] && l->cfg->max_connections_per_ip_per_minute &&
+	    !smtpd_conn_trusted(l, sa) && rate_exceeded(l, ip)) {
+		char why[128];
+		snprintf(why, sizeof(why), "Too many connections from your address "
+		         "(limit %llu per minute)",
+		         (unsigned long long)l->cfg->max_connections_per_ip_per_minute);
+		refuse(fd, why, l, ip);
 		return;
 	}
 	if (!l->is_unix) /* replies are whole; never hold one back (Nagle) */
@@ -303,6 +391,7 @@ listener_clear(struct smtpd_listener *l)
 	l->tls = NULL;
 	accounts_free(l->accounts);
 	l->accounts = NULL;
+	smtpd_ip_clear(&l->rate);
 	free(l->bound);
 	l->bound = NULL;
 }
@@ -333,6 +422,9 @@ smtpd_start(struct event_base *base, const struct config *cfg, struct queue *q,
 		}
 		evconnlistener_set_error_cb(l->lev, on_accept_error);
 	}
+	sd->sweep = event_new(base, -1, EV_PERSIST, on_sweep, sd);
+	if (sd->sweep)
+		event_add(sd->sweep, &(struct timeval){ SMTPD_SWEEP_MS / 1000, 0 });
 	for (i = 0; i < sd->nls && sd->crypt == NULL; i++)
 		if (sd->ls[i].accounts && (sd->crypt = smtpd_crypt_new(base)) == NULL) {
 			snprintf(err, errlen, "cannot start the password check thread");
@@ -435,6 +527,9 @@ smtpd_free(struct smtpd *sd)
 		listener_clear(&sd->ls[i]);
 	smtpd_ip_clear(&sd->conns);
 	smtpd_ip_clear(&sd->authfail);
+	smtpd_ip_clear(&sd->greeted);
+	if (sd->sweep)
+		event_free(sd->sweep);
 	free(sd->ls);
 	free(sd);
 }

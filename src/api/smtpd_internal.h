@@ -186,6 +186,10 @@ struct smtpd_crypt_job;
 #define SMTPD_WRITE_HIGH (256 * 1024) /* replies the client left unread, at most */
 #define SMTPD_BACKLOG_MAX (64ull << 20) /* store backlog that pauses message input */
 #define SMTPD_THROTTLE_MS 10       /* re-check of a paused session */
+#define SMTPD_RATE_WINDOW_MS 60000ull /* max_connections_per_ip_per_minute */
+#define SMTPD_GREETED_TTL_MS (24 * 3600 * 1000ull) /* greet_wait pass kept */
+#define SMTPD_GREETED_MAX 65536    /* addresses remembered as greeted */
+#define SMTPD_SWEEP_MS 60000       /* expired per-address entries dropped */
 
 /* Per client address counters (connections; failed AUTH) */
 struct smtpd_ipent {
@@ -214,6 +218,7 @@ struct smtpd_listener {
 	int is_unix;
 	int auth_required;
 	uint64_t nconn;
+	struct smtpd_iptab rate;  /* new connections per client IP, this minute */
 };
 
 struct smtpd {
@@ -226,6 +231,8 @@ struct smtpd {
 	struct smtpd_iptab conns;     /* connections per client IP */
 	struct smtpd_iptab authfail;  /* failed AUTH per client IP */
 	struct smtpd_crypt *crypt;    /* password checks (NULL: no accounts) */
+	struct smtpd_iptab greeted;   /* addresses that waited for a greeting */
+	struct event *sweep;          /* drops expired per-address entries */
 	char hostname[256];
 	uint64_t next_sid;
 	int stopping;
@@ -239,7 +246,8 @@ enum smtpd_state {
 	SS_COMMIT,      /* end of message sent to the store; input paused */
 	SS_TLS_WAIT,    /* 220 to STARTTLS being flushed; input paused */
 	SS_CLOSING,     /* last reply being flushed */
-	SS_AUTH_WAIT    /* password being checked off the loop; input paused */
+	SS_AUTH_WAIT,   /* password being checked off the loop; input paused */
+	SS_GREET        /* greet_wait: no greeting yet; any input is refused */
 };
 
 /* Scanner states of message data (smtpd_data.c) */
@@ -278,6 +286,7 @@ struct smtpd_session {
 	char auth_user[256];
 	unsigned errors, junk, msgs;
 	uint64_t last_ms, cmd_start_ms;
+	uint64_t greet_ms;       /* SS_GREET: when the greeting is due */
 	uint64_t commit_start_us;
 	/* transaction */
 	int in_mail, txn_failed, used_bdat, used_data;
@@ -306,6 +315,9 @@ struct smtpd_session {
 /* smtpd.c */
 void smtpd_session_unlink(struct smtpd_session *s);
 int smtpd_conn_trusted(struct smtpd_listener *l, const struct sockaddr *sa);
+/* greet_wait: does s wait for its greeting (not yet passed, not exempt)? */
+int smtpd_greet_wait(struct smtpd_session *s);
+void smtpd_greet_passed(struct smtpd_session *s); /* remember its address */
 /* smtpd_tls.c */
 SSL_CTX *smtpd_tls_ctx(const char *cert, const char *key, char *err,
                        size_t errlen);
@@ -330,6 +342,7 @@ int smtpd_io_tls(struct smtpd_session *s);
 void smtpd_io_reading(struct smtpd_session *s, int on);
 int smtpd_io_flush(struct smtpd_session *s);
 int smtpd_io_idle(struct smtpd_session *s);
+int smtpd_io_input_waiting(struct smtpd_session *s); /* unread bytes on the socket */
 size_t smtpd_io_pending(struct smtpd_session *s); /* output bytes not yet sent */
 const char *smtpd_io_tls_info(struct smtpd_session *s, char *buf, size_t len);
 void smtpd_io_free(struct smtpd_session *s);

@@ -177,6 +177,16 @@ smtpd_io_flush(struct smtpd_session *s)
 	return plain_write(s);
 }
 
+int
+smtpd_io_input_waiting(struct smtpd_session *s)
+{
+	char c;
+
+	if (s->bev)
+		return evbuffer_get_length(s->in) > 0;
+	return s->fd >= 0 && recv(s->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 size_t
 smtpd_io_pending(struct smtpd_session *s)
 {

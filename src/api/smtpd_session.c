@@ -30,7 +30,8 @@ static const char *
 state_name(enum smtpd_state st)
 {
 	static const char *names[] = { "command", "auth", "data", "bdat", "commit",
-	                               "starttls", "closing", "auth-check" };
+	                               "starttls", "closing", "auth-check",
+	                               "greet-wait" };
 	return names[st];
 }
 
@@ -99,7 +100,9 @@ arm_timer(struct smtpd_session *s)
 		return;
 	}
 	dl = s->last_ms + c->idle_timeout_ms;
-	if (s->throttled)
+	if (s->state == SS_GREET)
+		dl = s->greet_ms;
+	else if (s->throttled)
 		dl = now + SMTPD_THROTTLE_MS;
 	else if (s->state == SS_CLOSING && now + 10000 < dl)
 		dl = now + 10000;
@@ -223,11 +226,46 @@ read_line(struct smtpd_session *s)
 	return 1;
 }
 
+/* greet - the 220 that opens the session */
+static void
+greet(struct smtpd_session *s)
+{
+	s->state = SS_CMD;
+	smtpd_session_reply(s, "220 %s ESMTP mxbatch", s->sd->hostname);
+}
+
+/* early_talker - input before the greeting (greet_wait): a client that
+ * does not wait for the server is not speaking SMTP; refuse it */
+static void
+early_talker(struct smtpd_session *s)
+{
+	log_info(s->id, "early talker: input before the greeting, refused");
+	evbuffer_drain(s->in, evbuffer_get_length(s->in));
+	s->state = SS_CMD;
+	smtpd_session_close(s, "554 5.5.1 Protocol error: input sent before the greeting");
+}
+
+/* greet_due - greet_wait is over: greet, unless input is waiting */
+static void
+greet_due(struct smtpd_session *s)
+{
+	if (evbuffer_get_length(s->in) > 0 || smtpd_io_input_waiting(s)) {
+		early_talker(s);
+		return;
+	}
+	smtpd_greet_passed(s);
+	greet(s);
+}
+
 void
 smtpd_session_process(struct smtpd_session *s)
 {
 	while (!s->gone && !s->freeing && s->in) {
 		switch (s->state) {
+		case SS_GREET:
+			if (evbuffer_get_length(s->in) > 0)
+				early_talker(s);
+			return;
 		case SS_CMD:
 		case SS_AUTH:
 			if (!read_line(s))
@@ -309,6 +347,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		smtpd_session_process(s);
 	} else if (s->state == SS_CLOSING) {
 		s->freeing = 1;
+	} else if (s->state == SS_GREET) {
+		greet_due(s);
 	} else {
 		log_info(s->id, "timeout in state %s: closing", state_name(s->state));
 		smtpd_data_abort(s);
@@ -354,7 +394,12 @@ smtpd_session_new(struct smtpd_listener *l, int fd, const struct sockaddr *sa,
 		smtpd_session_free(s);
 		return;
 	}
-	smtpd_session_reply(s, "220 %s ESMTP mxbatch", sd->hostname);
+	if (smtpd_greet_wait(s)) {
+		s->state = SS_GREET;
+		s->greet_ms = s->last_ms + l->cfg->greet_wait_ms;
+	} else {
+		greet(s);
+	}
 	smtpd_session_finish(s);
 }
 

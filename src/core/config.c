@@ -159,6 +159,13 @@ static const struct option options[] = {
 	  1000000, NULL, "concurrent sessions on this listener" },
 	{ S_LISTEN, "max_connections_per_ip", T_UINT, L(max_connections_per_ip),
 	  "50", 1, 1000000, NULL, "concurrent sessions per client address" },
+	{ S_LISTEN, "max_connections_per_ip_per_minute", T_UINT,
+	  L(max_connections_per_ip_per_minute), "0", 0, 1000000, NULL,
+	  "new connections per client address per minute, more get 421 4.7.0 "
+	  "(TCP, 0: no limit, trusted_networks exempt)" },
+	{ S_LISTEN, "greet_wait", T_DURATION, L(greet_wait_ms), "1s", 0, 60000,
+	  NULL, "TCP: delay of the greeting, a client that talks first gets 554 "
+	  "(0: off, see docs/submission.md)" },
 	{ S_LISTEN, "idle_timeout", T_DURATION, L(idle_timeout_ms), "5m", 1000,
 	  DAY, NULL, "close a session idle this long" },
 	{ S_LISTEN, "command_timeout", T_DURATION, L(command_timeout_ms), "10m",

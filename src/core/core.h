@@ -89,6 +89,8 @@ struct config_listen {
 	uint64_t max_recipients;
 	uint64_t max_connections;
 	uint64_t max_connections_per_ip;
+	uint64_t max_connections_per_ip_per_minute; /* new connections; 0 = no limit */
+	uint64_t greet_wait_ms; /* TCP: pause before the greeting; early talkers refused */
 	uint64_t idle_timeout_ms;
 	uint64_t command_timeout_ms;
 	uint64_t max_errors;

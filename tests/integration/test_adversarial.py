@@ -298,6 +298,11 @@ class TestConnections(AdversarialCase):
             s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
             socks.append(s)
             self.addCleanup(s.close)
+        for s in socks:  # wait for the greeting (an early talker is refused at once)
+            greeting = b""
+            while not greeting.endswith(b"\r\n"):
+                greeting += s.recv(512)
+            self.assertTrue(greeting.startswith(b"220 "), greeting)
         stop = threading.Event()
 
         def drip():

@@ -28,14 +28,20 @@ BODY = b"Subject: test\r\nFrom: a@example.com\r\n\r\nhello\r\n"
 class Raw:
     """A byte-exact SMTP client: send anything, read whole replies."""
 
-    def __init__(self, addr, timeout=10):
+    def __init__(self, addr, timeout=10, source=None, first=None):
+        """source: the client's address (TCP); first: bytes sent at once,
+        before the greeting could be read."""
         if isinstance(addr, str):
             self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.s.settimeout(timeout)
             self.s.connect(addr)
         else:
-            self.s = socket.create_connection(addr, timeout=timeout)
+            self.s = socket.create_connection(
+                addr, timeout=timeout,
+                source_address=(source, 0) if source else None)
         self.buf = b""
+        if first:
+            self.send(first)
         self.greeting = self.reply()
 
     def send(self, data):
@@ -551,6 +557,80 @@ class TestConnectionCaps(SmtpdCase):
         self.assertEqual((third.greeting[0], third.greeting[1][:5]), (421, "4.7.0"))
         self.assertIn("from your address", third.greeting[1])
         del tcp
+
+
+class TestConnectionRate(SmtpdCase):
+    """max_connections_per_ip_per_minute: new connections per client address
+    on a TCP listener; trusted networks are exempt."""
+
+    LISTEN = {'listen "local"': {"trusted_networks": "10.0.0.0/8",
+                                 "max_connections_per_ip_per_minute": "3"}}
+
+    def setUp(self):
+        self.tport = free_port()
+        self.EXTRA = {'listen "trusted"': {
+            "address": "127.0.0.1:%d" % self.tport,
+            "trusted_networks": "127.0.0.0/8",
+            "max_connections_per_ip_per_minute": "3"}}
+        super().setUp()
+
+    def test_fourth_connection_in_a_minute_is_refused(self):
+        for _ in range(3):
+            r = self.raw(tcp=True)
+            self.assertEqual(r.cmd("QUIT")[0], 221)
+            self.assertTrue(r.closed())
+        fourth = Raw(("127.0.0.1", self.port))
+        self.addCleanup(fourth.close)
+        code, text, _ = fourth.greeting
+        self.assertEqual((code, text[:5]), (421, "4.7.0"))
+        self.assertIn("limit 3 per minute", text)
+        self.assertTrue(fourth.closed())
+        # another client address has its own budget
+        other = Raw(("127.0.0.1", self.port), source="127.0.0.2")
+        self.addCleanup(other.close)
+        self.assertEqual(other.greeting[0], 220)
+        # a trusted network is exempt; so is the Unix socket
+        for _ in range(5):
+            t = Raw(("127.0.0.1", self.tport))
+            self.assertEqual(t.greeting[0], 220)
+            t.close()
+        self.send_ok("still-open")
+        self.assertIn("refused 127.0.0.1: Too many connections from your address "
+                      "(limit 3 per minute)", self.d.log_text())
+        self.assert_only(["still-open"])
+
+
+class TestEarlyTalker(SmtpdCase):
+    """greet_wait: a TCP client that talks before the greeting is refused;
+    one that waited is greeted at once from then on."""
+
+    LISTEN = {'listen "local"': {"trusted_networks": "10.0.0.0/8",
+                                 "greet_wait": "2s"}}
+    BOT = (b"EHLO bot.test\r\nMAIL FROM:<bot@example.com>\r\n"
+           b"RCPT TO:<early@example.net>\r\n")
+
+    def test_early_talker_refused_patient_client_greeted(self):
+        bot = Raw(("127.0.0.1", self.port), first=self.BOT)
+        self.addCleanup(bot.close)
+        code, text, _ = bot.greeting          # the only reply it gets
+        self.assertEqual((code, text[:5]), (554, "5.5.1"))
+        self.assertIn("before the greeting", text)
+        self.assertTrue(bot.closed())
+        self.assertEqual(bot.buf, b"")
+        self.assertIn("early talker", self.d.log_text())
+        # a client that waits gets the greeting and a normal session
+        r = self.ehlo(tcp=True)
+        self.assertEqual(r.cmd("QUIT")[0], 221)
+        # that address passed: greeted at once, pipelining from the start
+        again = Raw(("127.0.0.1", self.port), first=b"EHLO client.test\r\n")
+        self.addCleanup(again.close)
+        self.assertEqual(again.greeting[0], 220)
+        self.assertEqual(again.reply()[0], 250)
+        # the Unix socket never waits
+        u = Raw(self.sock, first=b"EHLO router.test\r\n")
+        self.addCleanup(u.close)
+        self.assertEqual(u.greeting[0], 220)
+        self.assertEqual(u.reply()[0], 250)
 
 
 class TestRelayPolicy(SmtpdCase):
