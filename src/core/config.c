@@ -227,6 +227,13 @@ static const struct option options[] = {
 	  0, 30 * DAY, NULL, "an address blocked for a site by a reply, or "
 	  "suspended for a listing, is used again after this long at the latest "
 	  "(0: only when delisted or released by hand)" },
+	{ S_BLOCKLISTS, "domains", T_STR, G(bl_domains), NULL, 0, 0, NULL,
+	  "our sending domains, checked on the domain_zones" },
+	{ S_BLOCKLISTS, "domain_zones", T_STR, G(bl_domain_zones), NULL, 0, 0, NULL,
+	  "domain block lists (DBL) checked for the sending domains" },
+	{ S_BLOCKLISTS, "domain_action", T_ENUM, G(bl_domain_action), "alert", 0, 0,
+	  "alert|suspend", "what a domain listing does (suspend: hold the mail "
+	  "whose envelope sender is in that domain)" },
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 

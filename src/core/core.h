@@ -170,6 +170,9 @@ struct config {
 	uint64_t bl_interval_ms;
 	char *bl_action;
 	uint64_t bl_release_after_ms; /* 0 = delisting or by hand only */
+	char *bl_domains;     /* our sending domains, for the domain lists */
+	char *bl_domain_zones;
+	char *bl_domain_action; /* alert | suspend (hold their mail) */
 	/* named sections */
 	struct config_listen *listens; size_t n_listens;
 	struct config_site *sites;     size_t n_sites;

@@ -324,6 +324,22 @@ sched_take_suppressed(struct mxsched *s, struct rcpt *r)
 	return 1;
 }
 
+/* sched_take_held - the sending domain is on a domain block list and its
+ * mail is held: back to the store without spending an attempt */
+static int
+sched_take_held(struct mxsched *s, struct rcpt *r, uint64_t now)
+{
+	char why[400];
+	uint64_t until;
+
+	if (!dnsbl_sender_held(s->rep->bl, r->msg->env->sender, now, &until, why,
+	                       sizeof(why)))
+		return 0;
+	sched_outcome(s, r, QUEUE_OUT_REDEFER, until, SREPLY(.text = why,
+	              .category = "blocklisted"));
+	return 1;
+}
+
 /* sched_take - one claimed recipient: expire it, or wait for its domain */
 static void
 sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
@@ -354,6 +370,8 @@ sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
 		              .mx_host = qr->last_mx));
 		return;
 	}
+	if (s->rep->bl && sched_take_held(s, r, now))
+		return;
 	if ((w = smap_get(&s->waits, r->domain)) == NULL) {
 		w = xcalloc(1, sizeof(*w));
 		w->domain = xstrdup(r->domain);

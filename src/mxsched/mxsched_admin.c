@@ -170,13 +170,16 @@ pool_json(void *val, void *arg)
 static json_t *
 rep_stats_json(const struct rep_stats *st)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 	    "checks", (json_int_t)st->checks, "check_errors", (json_int_t)st->check_errors,
 	    "listings", (json_int_t)st->listings, "delistings", (json_int_t)st->delistings,
 	    "monitor_problems", (json_int_t)st->monitor_problems,
 	    "reply_blocks", (json_int_t)st->reply_blocks, "releases", (json_int_t)st->releases,
 	    "throttle_cuts", (json_int_t)st->throttle_cuts,
-	    "address_moves", (json_int_t)st->address_moves);
+	    "address_moves", (json_int_t)st->address_moves,
+	    "domain_listings", (json_int_t)st->domain_listings,
+	    "domain_delistings", (json_int_t)st->domain_delistings,
+	    "held", (json_int_t)st->held);
 }
 
 struct json_t *
@@ -184,17 +187,19 @@ mxsched_blocklists_json(struct mxsched *s)
 {
 	const struct config *c = s->cfg;
 	struct addr_ctx ctx = { s, json_array() };
-	json_t *pools = json_object();
+	json_t *pools = json_object(), *o;
 
 	smap_each(&s->rep->addrs, addr_json, &ctx);
 	smap_each(&s->rep->pools, pool_json, pools);
-	return json_pack("{s:o, s:I, s:s, s:I, s:o, s:o, s:o}",
+	o = json_pack("{s:o, s:I, s:s, s:I, s:o, s:o, s:o}",
 	    "zones", dnsbl_zones_json(s->rep->bl),
 	    "interval_ms", (json_int_t)c->bl_interval_ms,
 	    "action", s->rep->act_suspend ? "suspend" : "alert",
 	    "release_after_ms", (json_int_t)c->bl_release_after_ms,
 	    "pools", pools, "addresses", ctx.arr,
 	    "counters", rep_stats_json(&s->rep->st));
+	dnsbl_domains_json(s->rep->bl, o);
+	return o;
 }
 
 int

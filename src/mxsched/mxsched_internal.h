@@ -170,6 +170,7 @@ struct site_src {               /* one (source address, site) */
 struct rep_stats {
 	uint64_t checks, check_errors, listings, delistings, monitor_problems;
 	uint64_t reply_blocks, releases, throttle_cuts, address_moves;
+	uint64_t domain_listings, domain_delistings, held; /* sending domains */
 };
 struct dnsbl;
 struct rep {                    /* the scheduler's reputation state */
@@ -214,6 +215,15 @@ void dnsbl_free(struct dnsbl *bl);
 struct json_t;
 struct json_t *dnsbl_json(const struct dnsbl *bl, const struct srcaddr *a);
 struct json_t *dnsbl_zones_json(const struct dnsbl *bl);
+/* "domain_zones", "domain_action" and "domains" (sending domains) into o */
+void dnsbl_domains_json(const struct dnsbl *bl, struct json_t *o);
+/* 1 if the mail of this envelope sender is held (its domain is listed,
+ * domain_action = suspend): until = when to look at it again, why = the
+ * reason; 0 if it may go */
+int dnsbl_sender_held(struct dnsbl *bl, const char *sender, uint64_t now,
+                      uint64_t *until, char *why, size_t whylen);
+/* the operator sends a listed domain's mail again; -1 if not watched */
+int dnsbl_domain_release(struct dnsbl *bl, const char *name);
 
 struct batch;
 

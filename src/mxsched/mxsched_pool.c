@@ -253,7 +253,9 @@ rep_new(struct mxsched *s, char *err, size_t errlen)
 	rep->default_pool = smap_get(&rep->pools, "default");
 	if (rep_check_sites(s, err, errlen) < 0 || rep_choosers(s, err, errlen) < 0)
 		return -1;
-	if (c->bl_zones && strspn(c->bl_zones, ", \t") < strlen(c->bl_zones) &&
+	if (((c->bl_zones && strspn(c->bl_zones, ", \t") < strlen(c->bl_zones)) ||
+	     (c->bl_domain_zones && strspn(c->bl_domain_zones, ", \t") <
+	      strlen(c->bl_domain_zones))) &&
 	    (rep->bl = dnsbl_new(s, err, errlen)) == NULL)
 		return -1;
 	return 0;
@@ -541,6 +543,8 @@ rep_release(struct mxsched *s, const char *ip, const char *site_key)
 	struct srcaddr *a = ip && *ip ? smap_get(&s->rep->addrs, ip) : NULL;
 	struct site *site = site_key && *site_key ? smap_get(&s->sites, site_key) : NULL;
 
+	if (ip && *ip && a == NULL && (site_key == NULL || *site_key == '\0'))
+		return dnsbl_domain_release(s->rep->bl, ip); /* a sending domain? */
 	if ((ip && *ip && a == NULL) || (site_key && *site_key && site == NULL))
 		return -1;
 	if (site != NULL) {
