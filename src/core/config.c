@@ -197,7 +197,8 @@ static const struct option options[] = {
 	{ S_SITE, "tls", T_ENUM, SI(tls), "may", 0, 0, "none|may|encrypt|verify",
 	  "TLS policy towards the site's exchangers" },
 	{ S_SITE, "pool", T_STR, SI(pool), NULL, 0, 0, NULL,
-	  "source address pool (default: the pool named \"default\", if any)" },
+	  "source address pool, unless the message's tenant or listener "
+	  "chooses one (default: the pool named \"default\", if any)" },
 
 	{ S_POOL, "addresses", T_STR, P(addresses), NULL, 0, 0, NULL,
 	  "source addresses: ip=ehlo-name*weight, comma-separated (weight "
