@@ -3,7 +3,7 @@
  * format (version 0.0.4).
  *
  * Sources: the store's maintained counters (queue sizes by state, totals
- * since the spool was created), the admin API's own request counters, and,
+ * since the spool was created) and its round statistics, the admin API's own request counters, and,
  * when the scheduler is wired in, ops->metrics (flattened: numbers become
  * mxbatch_sched_<path>, an object with "buckets" [{le, count}], "sum" and
  * "count" becomes a histogram) and ops->sites (per-site series labelled
@@ -88,6 +88,50 @@ queue_metrics(struct admin *a, struct evbuffer *b)
 		snprintf(l, sizeof(l), "{outcome=\"%s\"}", out[i]);
 		metric_u64(b, "mxbatch_recipients_total", l, tot[i]);
 	}
+}
+
+/* hist_u64 - a histogram from per-bucket counts (n bounds, n + 1
+ * counts); bounds are divided by scale (microseconds -> seconds) */
+static void
+hist_u64(struct evbuffer *b, const char *name, const char *help,
+         const uint64_t *bounds, const uint64_t *counts, size_t n,
+         double scale, double sum, uint64_t count)
+{
+	uint64_t cum = 0;
+
+	metric_head(b, name, "histogram", help);
+	for (size_t i = 0; i <= n; i++) {
+		cum += counts[i];
+		if (i < n)
+			evbuffer_add_printf(b, "%s_bucket{le=\"%.17g\"} %llu\n", name,
+			                    (double)bounds[i] / scale, (unsigned long long)cum);
+		else
+			evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+			                    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(b, "%s_sum %.17g\n%s_count %llu\n", name, sum, name,
+	                    (unsigned long long)count);
+}
+
+/* store_metrics - the store thread's rounds (group commit) */
+static void
+store_metrics(struct admin *a, struct evbuffer *b)
+{
+	struct queue_stats st;
+
+	queue_stats_get(a->q, &st);
+	metric_head(b, "mxbatch_store_rounds_total", "counter",
+	            "Store commit rounds written with the WAL synced");
+	metric_u64(b, "mxbatch_store_rounds_total", NULL, st.rounds);
+	metric_head(b, "mxbatch_store_rounds_failed_total", "counter",
+	            "Store commit rounds whose write failed");
+	metric_u64(b, "mxbatch_store_rounds_failed_total", NULL, st.rounds_failed);
+	hist_u64(b, "mxbatch_store_round_operations", "Operations (submissions, "
+	         "outcomes, actions) per store commit round", queue_round_ops_bounds,
+	         st.round_ops, QUEUE_STAT_BUCKETS, 1, (double)st.ops, st.rounds);
+	hist_u64(b, "mxbatch_store_sync_seconds", "Duration of each round's synced "
+	         "write (WAL write + fsync)", queue_sync_us_bounds, st.sync_us,
+	         QUEUE_STAT_BUCKETS, 1e6, (double)st.sync_us_sum / 1e6, st.rounds);
 }
 
 static void
@@ -258,6 +302,7 @@ admin_metrics_get(struct admin_req *r)
 	}
 	b = evbuffer_new();
 	queue_metrics(r->a, b);
+	store_metrics(r->a, b);
 	admin_self_metrics(r->a, b);
 	metric_head(b, "mxbatch_scheduler_up", "gauge",
 	            "1 when the scheduler reports to the admin API");

@@ -255,6 +255,37 @@ queue_counters_get(struct queue *q, struct queue_counters *out)
 	pthread_mutex_unlock(&q->lock);
 }
 
+const uint64_t queue_round_ops_bounds[QUEUE_STAT_BUCKETS] = {
+	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000 };
+const uint64_t queue_sync_us_bounds[QUEUE_STAT_BUCKETS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+	250000, 1000000 };
+
+void
+queue_stats_get(struct queue *q, struct queue_stats *out)
+{
+	pthread_mutex_lock(&q->lock);
+	*out = q->stats;
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* qstats_round - one round written: n ops, synced in us (under q->lock) */
+void
+qstats_round(struct queue *q, size_t n, uint64_t us)
+{
+	size_t i;
+
+	for (i = 0; i < QUEUE_STAT_BUCKETS && n > queue_round_ops_bounds[i]; i++)
+		;
+	q->stats.round_ops[i]++;
+	for (i = 0; i < QUEUE_STAT_BUCKETS && us > queue_sync_us_bounds[i]; i++)
+		;
+	q->stats.sync_us[i]++;
+	q->stats.rounds++;
+	q->stats.ops += n;
+	q->stats.sync_us_sum += us;
+}
+
 /* ---- submission ---- */
 
 /* queue_next_id - time-sortable, strictly increasing */

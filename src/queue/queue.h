@@ -301,6 +301,22 @@ struct queue_counters {
 };
 void queue_counters_get(struct queue *q, struct queue_counters *out);
 
+/* Store thread statistics since open (metrics): rounds written, the
+ * operations (submissions, outcomes, actions) each carried, and how long
+ * each round's synced write took (WAL write + fsync). Histograms count
+ * per bucket (not cumulative); the last bucket is everything above the
+ * last bound. Cheap: one mutex, no I/O. */
+#define QUEUE_STAT_BUCKETS 12
+extern const uint64_t queue_round_ops_bounds[QUEUE_STAT_BUCKETS];
+extern const uint64_t queue_sync_us_bounds[QUEUE_STAT_BUCKETS];
+struct queue_stats {
+	uint64_t rounds, rounds_failed, ops;
+	uint64_t round_ops[QUEUE_STAT_BUCKETS + 1];   /* operations per round */
+	uint64_t sync_us_sum;
+	uint64_t sync_us[QUEUE_STAT_BUCKETS + 1];     /* synced write, us */
+};
+void queue_stats_get(struct queue *q, struct queue_stats *out);
+
 /* Iterate messages in id order, page by page: fills up to max envelopes
  * with id > after (0 = from the start) that match the filter. Returns the
  * count (free each with queue_envelope_free), -1 on error. Filters scan. */

@@ -184,6 +184,7 @@ struct queue {
 
 	/* earliest due key written per priority class (lock) */
 	uint64_t due_inserted_min[QK_CLASSES];
+	struct queue_stats stats;       /* (lock) */
 
 	/* loop thread only */
 	queue_msgid last_id;
@@ -245,5 +246,7 @@ struct qfail { struct qfail *next; queue_msgid id; enum queue_status st; };
 void qfail_add(struct queue *q, queue_msgid id, enum queue_status st);
 void qfail_free_all(struct queue *q);
 void qapply_counters(struct qround *r);
+/* queue.c: count one written round (caller holds q->lock) */
+void qstats_round(struct queue *q, size_t n_ops, uint64_t sync_us);
 
 #endif

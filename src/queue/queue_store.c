@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/statvfs.h>
 
@@ -217,13 +218,24 @@ qstore_check_space(struct queue *q)
 	q->space_low = low;
 }
 
+/* qstore_us - monotonic microseconds (round statistics) */
+static uint64_t
+qstore_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* qstore_round - apply and durably write every op of one round */
 static int
 qstore_round(struct queue *q, struct qop *ops)
 {
 	struct qround r = { q, q->wb, q->rc, 0, { 0 } };
 	enum queue_status st = QUEUE_OK;
-	size_t size;
+	size_t size, n_ops = 0;
+	uint64_t t0, sync_us = 0;
 	int broken;
 
 	pthread_mutex_lock(&q->lock);
@@ -249,21 +261,28 @@ qstore_round(struct queue *q, struct qop *ops)
 				seg->written = 1; /* in RocksDB, not synced yet */
 		}
 	}
-	if (st == QUEUE_OK)
+	if (st == QUEUE_OK) {
+		t0 = qstore_us();
 		st = qstore_write(&r, 1);
+		sync_us = qstore_us() - t0;
+	}
 	rocksdb_writebatch_clear(r.wb);
 	qrcache_clear(r.rc);
 	pthread_mutex_lock(&q->lock); /* even if failed: a batch may be in */
 	for (int c = 0; c < QK_CLASSES; c++)
 		if (r.min_due[c] < q->due_inserted_min[c])
 			q->due_inserted_min[c] = r.min_due[c];
+	q->stats.rounds_failed += st != QUEUE_OK;
 	pthread_mutex_unlock(&q->lock);
 	if (st != QUEUE_OK) {
 		qstore_fail_all(q, ops, st);
 		return -1;
 	}
+	for (struct qop *op = ops; op; op = op->next)
+		n_ops++;
 	pthread_mutex_lock(&q->lock);
 	q->published = q->cnt;
+	qstats_round(q, n_ops, sync_us);
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }

@@ -64,6 +64,21 @@ def parse_prometheus(text):
     return samples, types
 
 
+def histogram(samples, name):
+    """A histogram's ({le: cumulative count}, sum, count), checked for shape."""
+    buckets = {}
+    for (n, labels), v in samples.items():
+        if n == name + "_bucket":
+            le = dict(labels)["le"]
+            buckets[float("inf") if le == "+Inf" else float(le)] = v
+    assert float("inf") in buckets, "%s has no +Inf bucket" % name
+    counts = [buckets[k] for k in sorted(buckets)]
+    assert counts == sorted(counts), "%s buckets not cumulative" % name
+    count = samples[(name + "_count", frozenset())]
+    assert buckets[float("inf")] == count, name
+    return buckets, samples[(name + "_sum", frozenset())], count
+
+
 class AdminWorld:
     """A daemon with the admin API; skip when this build has none."""
 
@@ -473,6 +488,17 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(samples[("mxbatch_recipients_total",
                                   frozenset({("outcome", "delivered")}))], n)
         self.assertEqual(samples[("mxbatch_queue_messages", frozenset())], 0)
+        # the store: every accepted message and outcome went through a
+        # commit round, each round timed once
+        rounds = samples[("mxbatch_store_rounds_total", frozenset())]
+        _, ops, count = histogram(samples, "mxbatch_store_round_operations")
+        self.assertEqual(count, rounds)
+        self.assertGreaterEqual(ops, len(sizes) + len(txns))
+        self.assertGreaterEqual(rounds, 2)
+        _, secs, count = histogram(samples, "mxbatch_store_sync_seconds")
+        self.assertEqual(count, rounds)
+        self.assertGreater(secs, 0)
+        self.assertEqual(samples[("mxbatch_store_rounds_failed_total", frozenset())], 0)
         lbl = frozenset({("site", site), ("provider", "")})
         self.assertEqual(samples[("mxbatch_site_delivered_total", lbl)], n)
         self.assertEqual(samples[("mxbatch_site_transactions_total", lbl)],
