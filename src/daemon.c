@@ -273,6 +273,7 @@ modules_start(struct daemon *d)
 		log_errx("-", "admin API: %s", err);
 		return -1;
 	}
+	admin_set_smtpd(d->admin, d->smtpd);
 #endif
 	if (drop_privileges(d) < 0)
 		return -1;

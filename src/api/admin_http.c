@@ -362,6 +362,13 @@ admin_start(struct event_base *base, const struct config *cfg,
 }
 
 void
+admin_set_smtpd(struct admin *a, const struct smtpd *sd)
+{
+	if (a)
+		a->smtpd = sd;
+}
+
+void
 admin_stop(struct admin *a)
 {
 	if (a == NULL)

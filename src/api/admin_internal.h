@@ -52,6 +52,7 @@ struct admin {
 	const struct config *cfg;
 	struct queue *q;
 	const struct admin_sched_ops *ops;
+	const struct smtpd *smtpd;    /* submission counters, or NULL */
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	struct admin_token tokens[ADMIN_MAX_TOKENS];

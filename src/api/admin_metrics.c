@@ -3,7 +3,8 @@
  * format (version 0.0.4).
  *
  * Sources: the store's maintained counters (queue sizes by state, totals
- * since the spool was created) and its round statistics, the admin API's own request counters, and,
+ * since the spool was created) and its round statistics, the submission
+ * server's counters, the admin API's own request counters, and,
  * when the scheduler is wired in, ops->metrics (flattened: numbers become
  * mxbatch_sched_<path>, an object with "buckets" [{le, count}], "sum" and
  * "count" becomes a histogram) and ops->sites (per-site series labelled
@@ -132,6 +133,37 @@ store_metrics(struct admin *a, struct evbuffer *b)
 	hist_u64(b, "mxbatch_store_sync_seconds", "Duration of each round's synced "
 	         "write (WAL write + fsync)", queue_sync_us_bounds, st.sync_us,
 	         QUEUE_STAT_BUCKETS, 1e6, (double)st.sync_us_sum / 1e6, st.rounds);
+}
+
+/* smtpd_metrics - the submission server: sessions, acceptances,
+ * rejections by reason */
+static void
+smtpd_metrics(struct admin *a, struct evbuffer *b)
+{
+	struct smtpd_stats st;
+	char l[64];
+
+	if (a->smtpd == NULL)
+		return;
+	smtpd_stats_get(a->smtpd, &st);
+	metric_head(b, "mxbatch_smtpd_sessions_open", "gauge",
+	            "Submission sessions open now");
+	metric_u64(b, "mxbatch_smtpd_sessions_open", NULL, st.sessions_open);
+	metric_head(b, "mxbatch_smtpd_sessions_total", "counter",
+	            "Submission sessions since start");
+	metric_u64(b, "mxbatch_smtpd_sessions_total", NULL, st.sessions_total);
+	metric_head(b, "mxbatch_smtpd_messages_accepted_total", "counter",
+	            "Messages accepted by submission since start (durable, 250 sent)");
+	metric_u64(b, "mxbatch_smtpd_messages_accepted_total", NULL, st.messages);
+	metric_head(b, "mxbatch_smtpd_recipients_accepted_total", "counter",
+	            "Recipients of the messages accepted by submission since start");
+	metric_u64(b, "mxbatch_smtpd_recipients_accepted_total", NULL, st.recipients);
+	metric_head(b, "mxbatch_smtpd_rejections_total", "counter",
+	            "4xx/5xx replies sent by submission, and connections refused, by reason");
+	for (int i = 0; i < SMTPD_REJECT_REASONS; i++) {
+		snprintf(l, sizeof(l), "{reason=\"%s\"}", smtpd_reject_names[i]);
+		metric_u64(b, "mxbatch_smtpd_rejections_total", l, st.rejected[i]);
+	}
 }
 
 static void
@@ -303,6 +335,7 @@ admin_metrics_get(struct admin_req *r)
 	b = evbuffer_new();
 	queue_metrics(r->a, b);
 	store_metrics(r->a, b);
+	smtpd_metrics(r->a, b);
 	admin_self_metrics(r->a, b);
 	metric_head(b, "mxbatch_scheduler_up", "gauge",
 	            "1 when the scheduler reports to the admin API");

@@ -8,6 +8,7 @@
 #define MXB_API_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct config;
@@ -36,6 +37,27 @@ size_t smtpd_busy(const struct smtpd *sd);
 /* smtpd_reload - re-read the accounts files (SIGHUP). A file that fails to
  * load is logged and the accounts in force are kept. */
 void smtpd_reload(struct smtpd *sd);
+/* smtpd_stats_get - counters since start (metrics). Rejections are the
+ * 4xx/5xx replies sent, by reason (smtpd_reject_names), plus the
+ * connections refused before a session ("connections"). */
+enum smtpd_reject {
+	SMTPD_REJ_CONNECTIONS, SMTPD_REJ_AUTH_FAILED, SMTPD_REJ_AUTH_UNAVAILABLE,
+	SMTPD_REJ_AUTH_REQUIRED, SMTPD_REJ_TLS_REQUIRED, SMTPD_REJ_RATE_LIMITED,
+	SMTPD_REJ_RELAY_DENIED, SMTPD_REJ_SENDER_DENIED, SMTPD_REJ_SUPPRESSED,
+	SMTPD_REJ_TOO_MANY_RCPTS, SMTPD_REJ_SIZE, SMTPD_REJ_BAD_DATA,
+	SMTPD_REJ_STORAGE, SMTPD_REJ_SEQUENCE, SMTPD_REJ_SYNTAX, SMTPD_REJ_TIMEOUT,
+	SMTPD_REJ_TOO_MANY_ERRORS, SMTPD_REJ_SHUTDOWN, SMTPD_REJ_OTHER,
+	SMTPD_REJECT_REASONS
+};
+extern const char *const smtpd_reject_names[SMTPD_REJECT_REASONS];
+struct smtpd_stats {
+	uint64_t sessions_open, sessions_total;
+	uint64_t messages, recipients;     /* accepted (durable, 250 sent) */
+	uint64_t rejected[SMTPD_REJECT_REASONS];
+};
+void smtpd_stats_get(const struct smtpd *sd, struct smtpd_stats *out);
+/* smtpd_reject_of - the reason of a reply line ("550 5.7.1 ...") */
+enum smtpd_reject smtpd_reject_of(const char *reply, size_t len);
 /* smtpd_free - close everything (in-progress messages are dropped, never
  * acknowledged). NULL is a no-op. Call before queue_close(). */
 void smtpd_free(struct smtpd *sd);
@@ -78,6 +100,9 @@ struct admin;
 struct admin *admin_start(struct event_base *base, const struct config *cfg,
                           struct queue *q, const struct admin_sched_ops *ops,
                           char *err, size_t errlen);   /* ops may be NULL */
+/* admin_set_smtpd - the submission server whose counters /metrics shows
+ * (sd must outlive a, or be unset with NULL first) */
+void admin_set_smtpd(struct admin *a, const struct smtpd *sd);
 void admin_stop(struct admin *a);  /* stop listening */
 void admin_free(struct admin *a);  /* NULL is a no-op; before queue_close() */
 /* ==== end of admin HTTP API ==== */

@@ -185,6 +185,7 @@ refuse(int fd, const char *why, struct smtpd_listener *l, const char *ip)
 	if (send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		log_debug("-", "421 to %s not sent", ip);
 	log_warnx("-", "listener %s: refused %s: %s", l->cfg->name, ip[0] ? ip : "client", why);
+	l->sd->stats.rejected[SMTPD_REJ_CONNECTIONS]++;
 	close(fd);
 }
 

@@ -378,6 +378,10 @@ on_commit(void *arg, enum queue_status st, queue_msgid id)
 		free(s);
 		return;
 	}
+	if (st == QUEUE_OK) {
+		s->sd->stats.messages++;
+		s->sd->stats.recipients += s->n_rcpts;
+	}
 	if (s->gone)
 		log_warnx(s->id, "client left before the reply; message %s %s", qid,
 		          st == QUEUE_OK ? "queued anyway" : "not queued");

@@ -20,6 +20,8 @@
 
 #include <openssl/ssl.h>
 
+#include "api/api.h"
+
 /* A command line is at most this long including CRLF: RFC 5321's 512 plus
  * the extensions' allowances (SIZE 26, DSN 100/500, AUTH= 500) rounded up. */
 #define SMTPD_LINE_MAX 2048
@@ -236,6 +238,7 @@ struct smtpd {
 	char hostname[256];
 	uint64_t next_sid;
 	int stopping;
+	struct smtpd_stats stats;     /* smtpd_stats.c */
 };
 
 enum smtpd_state {
@@ -312,6 +315,8 @@ struct smtpd_session {
 	int throttled;           /* message input paused: store backlog */
 };
 
+/* smtpd_stats.c: count the reply just added to out at off */
+void smtpd_stats_reply(struct smtpd *sd, struct evbuffer *out, size_t off);
 /* smtpd.c */
 void smtpd_session_unlink(struct smtpd_session *s);
 int smtpd_conn_trusted(struct smtpd_listener *l, const struct sockaddr *sa);

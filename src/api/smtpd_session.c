@@ -39,15 +39,18 @@ void
 smtpd_session_reply(struct smtpd_session *s, const char *fmt, ...)
 {
 	struct evbuffer *out;
+	size_t off;
 	va_list ap;
 
 	if (s->fd < 0 || s->state == SS_CLOSING)
 		return;
 	out = s->out;
+	off = evbuffer_get_length(out);
 	va_start(ap, fmt);
 	evbuffer_add_vprintf(out, fmt, ap);
 	va_end(ap);
 	evbuffer_add(out, "\r\n", 2);
+	smtpd_stats_reply(s->sd, out, off);
 	if (log_get_level() >= LOG_LVL_DEBUG) {
 		char line[256];
 		va_start(ap, fmt);

@@ -225,6 +225,61 @@ class AuthAndInputTest(unittest.TestCase):
         self.assertEqual(st, 501)
 
 
+class SubmissionMetricsTest(unittest.TestCase):
+    """Sessions, acceptances and refusals of submission in /metrics."""
+
+    def test_sessions_acceptances_and_rejections_by_reason(self):
+        w = world.World(self)
+        port = world.free_port()
+        d = AdminWorld.daemon(self, w, {
+            "delivery": {"paused": "yes"},
+            'listen "routing"': {"max_recipients": "3"},
+            'listen "local"': {"address": "127.0.0.1:%d" % port,
+                               "trusted_networks": "10.0.0.0/8",
+                               "max_connections": "1"}})
+        self.assertEqual(d.submit("a@src.test", ["r1@x.test", "r2@x.test"], BODY), {})
+        with d.smtp() as c:  # one session: syntax, sequence, too many rcpts
+            c.ehlo()
+            self.assertEqual(c.docmd("RCPT TO:<early@x.test>")[0], 503)
+            self.assertEqual(c.docmd("MAIL FROM:<broken")[0], 553)
+            self.assertEqual(c.docmd("FROBNICATE")[0], 500)
+            self.assertEqual(c.docmd("MAIL FROM:<b@src.test>")[0], 250)
+            for i in range(3):
+                self.assertEqual(c.docmd("RCPT TO:<k%d@x.test>" % i)[0], 250)
+            self.assertEqual(c.docmd("RCPT TO:<k3@x.test>")[0], 452)
+            self.assertEqual(c.docmd("DATA")[0], 354)
+            c.send(BODY + b".\r\n")
+            self.assertEqual(c.getreply()[0], 250)
+        with world.RawSmtp(("127.0.0.1", port)) as r:  # trusts nobody here
+            self.assertEqual(r.reply()[0], 220)
+            self.assertEqual(r.cmd("EHLO c.test")[0], 250)
+            self.assertEqual(r.cmd("MAIL FROM:<a@src.test>")[0], 250)
+            self.assertEqual(r.cmd("RCPT TO:<v@x.test>")[0], 550)
+            with world.RawSmtp(("127.0.0.1", port)) as r2:  # over max_connections
+                self.assertEqual(r2.reply()[0], 421)
+
+        def metrics():
+            st, text = d.admin("GET", "/metrics")
+            self.assertEqual(st, 200)
+            samples, types = parse_prometheus(text)
+            return samples[("mxbatch_smtpd_sessions_open", frozenset())] == 0 and \
+                (samples, types)
+        samples, types = world.wait_until(metrics, what="sessions closed")
+        one = lambda n: samples[(n, frozenset())]
+        self.assertEqual(types["mxbatch_smtpd_rejections_total"], "counter")
+        self.assertEqual(one("mxbatch_smtpd_sessions_total"), 3)
+        self.assertEqual(one("mxbatch_smtpd_messages_accepted_total"), 2)
+        self.assertEqual(one("mxbatch_smtpd_recipients_accepted_total"), 5)
+        rej = {dict(l)["reason"]: v for (n, l), v in samples.items()
+               if n == "mxbatch_smtpd_rejections_total"}
+        want = {"sequence": 1, "syntax": 2, "too_many_recipients": 1,
+                "relay_denied": 1, "connections": 1}
+        self.assertEqual({k: v for k, v in rej.items() if v}, want)
+        for reason in ("auth_failed", "suppressed", "size", "tls_required",
+                       "rate_limited"):
+            self.assertEqual(rej[reason], 0)
+
+
 class QueueMessagesTest(unittest.TestCase):
     """Delivery paused: everything stays queued."""
 

@@ -413,6 +413,43 @@ test_accounts(void **state)
 	assert_null(accounts_load("/nonexistent/accounts", NULL, err, sizeof(err)));
 }
 
+/* the replies the server sends, each to the reason /metrics counts */
+static void
+test_reject_reasons(void **state)
+{
+	static const struct { const char *reply, *reason; } t[] = {
+		{ "535 5.7.8 Authentication credentials invalid", "auth_failed" },
+		{ "454 4.7.0 Too many failed authentication attempts", "auth_unavailable" },
+		{ "530 5.7.0 Authentication required", "auth_required" },
+		{ "538 5.7.11 Encryption required for authentication", "tls_required" },
+		{ "451 4.7.1 Hourly message limit (10) reached", "rate_limited" },
+		{ "550 5.7.1 Relay access denied (authenticate first)", "relay_denied" },
+		{ "553 5.7.1 Sender address <a@b> not allowed", "sender_denied" },
+		{ "550 5.1.1 <x@y>: Recipient address suppressed", "suppressed" },
+		{ "452 4.5.3 Too many recipients (at most 3 per message)", "too_many_recipients" },
+		{ "552 5.3.4 Message size exceeds fixed limit", "size" },
+		{ "554 5.6.0 Bare LF in message data refused", "bad_data" },
+		{ "451 4.3.0 Temporary storage failure; try again later", "storage" },
+		{ "452 4.3.1 Insufficient system storage", "storage" },
+		{ "503 5.5.1 Need MAIL command first", "sequence" },
+		{ "554 5.5.1 No valid recipients", "sequence" },
+		{ "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]", "syntax" },
+		{ "553 5.1.3 Recipient address syntax error", "syntax" },
+		{ "500 5.5.2 Command unrecognized", "syntax" },
+		{ "555 5.5.4 Unsupported MAIL parameter", "syntax" },
+		{ "421 4.4.2 mx Error: timeout exceeded", "timeout" },
+		{ "421 4.7.0 Too many errors, closing connection", "too_many_errors" },
+		{ "421 4.3.2 Service shutting down", "shutdown" },
+		{ "450 4.2.0 something new", "other" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		assert_string_equal(smtpd_reject_names[smtpd_reject_of(t[i].reply,
+		                    strlen(t[i].reply))], t[i].reason);
+	assert_string_equal(smtpd_reject_names[SMTPD_REJ_CONNECTIONS], "connections");
+}
+
 int
 main(void)
 {
@@ -429,6 +466,7 @@ main(void)
 		cmocka_unit_test(test_b64_plain),
 		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_accounts),
+		cmocka_unit_test(test_reject_reasons),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
