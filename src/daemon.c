@@ -232,12 +232,17 @@ static int ops_bl_release(void *c, const char *addr, const char *site)
 	return mxsched_blocklist_release(c, addr, site);
 }
 
+static int ops_domain_site(void *c, const char *dom, char *out, size_t len)
+{
+	return mxsched_domain_site(c, dom, out, len);
+}
 static const struct admin_sched_ops *
 admin_ops(struct daemon *d)
 {
 	d->admin_ops = (struct admin_sched_ops){ NULL, ops_sites, ops_site, ops_suspend,
 	                                        ops_resume, ops_retry, ops_metrics,
-	                                        ops_blocklists, ops_bl_release };
+	                                        ops_blocklists, ops_bl_release,
+	                                        ops_domain_site };
 	return &d->admin_ops; /* ctx is set once the scheduler exists */
 }
 #elif defined(MXB_HAVE_API)

@@ -7,7 +7,8 @@
  * here, so one request never reads more than ADMIN_LIST_SCAN messages
  * however selective the filter: the reply's "next" cursor continues the
  * scan. Filters on recipients (domain, state, site) read each scanned
- * message's recipient records.
+ * message's recipient records; site asks the scheduler which site each
+ * recipient domain was last resolved to.
  */
 #include "api/admin_internal.h"
 
@@ -26,7 +27,10 @@
 
 struct list_filter {
 	const char *sender, *tenant, *domain, *state;
-	json_t *site_domains; /* array of domain strings, or NULL */
+	const char *site;           /* site key, or NULL */
+	const struct admin_sched_ops *ops;
+	char last_dom[256];         /* the last domain looked up for site ... */
+	int last_hit;               /* ... and whether it is served there */
 };
 
 int admin_msg_id_parse(struct admin_req *r, const char *s, queue_msgid *id);
@@ -95,28 +99,39 @@ rcpt_json(const struct queue_rcpt *rc)
 	return o;
 }
 
+/* domain_at_site - is domain served by the filter's site (as the
+ * scheduler last resolved it)? A pool's twin "SITE@POOL" counts as SITE
+ * (which pool a message uses is the scheduler's choice). Recipients of
+ * one message mostly share domains: the last answer is kept. */
+static int
+domain_at_site(struct list_filter *f, const char *domain)
+{
+	char key[4096];
+
+	if (strcmp(f->last_dom, domain) == 0)
+		return f->last_hit;
+	f->last_hit = f->ops->domain_site(f->ops->ctx, domain, key, sizeof(key)) == 0 &&
+	              strncmp(key, f->site, strlen(key)) == 0 &&
+	              (f->site[strlen(key)] == '\0' || f->site[strlen(key)] == '@');
+	if (strlen(domain) < sizeof(f->last_dom))
+		memcpy(f->last_dom, domain, strlen(domain) + 1);
+	return f->last_hit;
+}
+
 /* rcpt_match - does one recipient pass the recipient filters? */
 static int
-rcpt_match(const struct list_filter *f, const struct queue_rcpt *rc)
+rcpt_match(struct list_filter *f, const struct queue_rcpt *rc)
 {
-	size_t i;
-	json_t *d;
-
 	if (f->domain && strcasecmp(f->domain, rc->domain) != 0)
 		return 0;
 	if (f->state && strcmp(f->state, rcpt_state_name(rc)) != 0)
 		return 0;
-	if (f->site_domains == NULL)
-		return 1;
-	json_array_foreach(f->site_domains, i, d)
-		if (strcasecmp(json_string_value(d), rc->domain) == 0)
-			return 1;
-	return 0;
+	return f->site == NULL || domain_at_site(f, rc->domain);
 }
 
 /* msg_match - does a message pass the filter? n_match gets matching rcpts */
 static int
-msg_match(struct admin *a, const struct list_filter *f,
+msg_match(struct admin *a, struct list_filter *f,
           const struct queue_envelope *e, int *n_match)
 {
 	struct queue_rcpt *r;
@@ -126,7 +141,7 @@ msg_match(struct admin *a, const struct list_filter *f,
 	if ((f->sender && strcasecmp(f->sender, e->sender) != 0) ||
 	    (f->tenant && (e->tenant == NULL || strcmp(f->tenant, e->tenant) != 0)))
 		return 0;
-	if (!f->domain && !f->state && !f->site_domains)
+	if (!f->domain && !f->state && !f->site)
 		return 1;
 	n = queue_msg_rcpts(a->q, e->id, &r);
 	for (int i = 0; i < n; i++)
@@ -136,31 +151,25 @@ msg_match(struct admin *a, const struct list_filter *f,
 	return hits > 0;
 }
 
-/* site_domains - the domains the scheduler routes to a site; -1 answered */
+/* site_filter - the site must be one the scheduler knows; -1 answered */
 static int
-site_domains(struct admin_req *r, const char *key, json_t **out)
+site_filter(struct admin_req *r, struct list_filter *f, const char *key)
 {
 	const struct admin_sched_ops *ops = r->a->ops;
-	json_t *s, *d;
+	json_t *s;
 
-	if (ops == NULL || ops->site == NULL) {
+	if (ops == NULL || ops->site == NULL || ops->domain_site == NULL) {
 		admin_reply_error(r->req, 503, "scheduler_unavailable",
 		                  "site filter needs the scheduler");
 		return -1;
 	}
-	if ((s = ops->site(ops->ctx, key)) == NULL) {
+	if (strlen(key) > 1024 || (s = ops->site(ops->ctx, key)) == NULL) {
 		admin_reply_error(r->req, 404, "unknown_site", "no site '%s'", key);
 		return -1;
 	}
-	d = json_object_get(s, "domains");
-	if (!json_is_array(d)) {
-		json_decref(s);
-		admin_reply_error(r->req, 501, "not_implemented",
-		                  "the scheduler does not list a site's domains");
-		return -1;
-	}
-	*out = json_incref(d);
 	json_decref(s);
+	f->site = key;
+	f->ops = ops;
 	return 0;
 }
 
@@ -193,7 +202,7 @@ list_params(struct admin_req *r, struct list_filter *f, queue_msgid *after,
 	if (*limit == 0)
 		*limit = ADMIN_LIST_DEFAULT;
 	if (admin_query(r, "site"))
-		return site_domains(r, admin_query(r, "site"), &f->site_domains);
+		return site_filter(r, f, admin_query(r, "site"));
 	return 0;
 }
 
@@ -201,7 +210,7 @@ list_params(struct admin_req *r, struct list_filter *f, queue_msgid *after,
  * scanned id; returns 1 when stopped early (more may follow), 0 at the
  * end, -1 on a read error */
 static int
-list_scan(struct admin *a, const struct list_filter *f, queue_msgid *after,
+list_scan(struct admin *a, struct list_filter *f, queue_msgid *after,
           uint64_t limit, json_t *arr, size_t *scanned)
 {
 	struct queue_envelope *page[100];
@@ -242,7 +251,6 @@ msg_list(struct admin_req *r)
 		return;
 	arr = json_array();
 	more = list_scan(r->a, &f, &after, limit, arr, &scanned);
-	json_decref(f.site_domains);
 	if (more < 0) {
 		json_decref(arr);
 		admin_reply_error(r->req, 503, "store_error", "cannot read the spool");

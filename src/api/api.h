@@ -76,6 +76,7 @@ struct admin_sched_ops {
 	 * backoff level, reason, counters delivered/bounced/deferred/transactions/
 	 * connections_opened/possibly_delivered/splits) — new reference */
 	struct json_t *(*sites)(void *ctx);
+	/* one site: the summary plus domains, per_minute, last_replies */
 	struct json_t *(*site)(void *ctx, const char *key);      /* NULL: unknown */
 	int (*site_suspend)(void *ctx, const char *key, uint64_t ms, const char *reason);
 	int (*site_resume)(void *ctx, const char *key);           /* 0 ok, -1 unknown */
@@ -90,6 +91,9 @@ struct admin_sched_ops {
 	/* release an address everywhere, an address at one site, or every
 	 * address at one site (either may be NULL, not both); 0 ok, -1 unknown */
 	int (*blocklist_release)(void *ctx, const char *address, const char *site);
+	/* the site key that domain was last resolved to (cache only) into
+	 * out; -1 unknown (GET /v1/messages?site=) */
+	int (*domain_site)(void *ctx, const char *domain, char *out, size_t len);
 };
 struct admin;
 /* admin_start - listen on [admin] listen with the bearer token(s) of

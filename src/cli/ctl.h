@@ -37,6 +37,7 @@ char *ctl_urlencode(const char *s);
 void ctl_print_json(json_t *o);
 void ctl_print_queue(json_t *o);
 void ctl_print_sites(json_t *o);
+void ctl_print_site(json_t *o);  /* one site with its last hour */
 void ctl_print_kv(json_t *o, int indent);
 void ctl_print_messages(json_t *o);
 void ctl_print_message(json_t *o);

@@ -120,6 +120,117 @@ ctl_print_sites(json_t *o)
 		printf("(no site known to the scheduler yet)\n");
 }
 
+/* hhmm - a wall-clock time in ms as UTC text (fmt for strftime) */
+static const char *
+hhmm(long long ms, const char *fmt, char *buf, size_t len)
+{
+	time_t sec = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&sec, &tm);
+	strftime(buf, len, fmt, &tm);
+	return buf;
+}
+
+/* print_minutes - the minutes of the last hour that saw an outcome */
+static void
+print_minutes(json_t *a)
+{
+	long long tot[3] = { 0, 0, 0 };
+	json_t *m;
+	size_t i;
+	char t[16];
+
+	printf("last hour, per minute (UTC):\n  %-6s %9s %7s %8s\n", "MINUTE",
+	       "DELIVERED", "FAILED", "DEFERRED");
+	json_array_foreach(a, i, m) {
+		long long d = geti(m, "delivered"), f = geti(m, "failed"), r = geti(m, "deferred");
+
+		tot[0] += d;
+		tot[1] += f;
+		tot[2] += r;
+		if (d || f || r)
+			printf("  %-6s %9lld %7lld %8lld\n",
+			       hhmm(geti(m, "minute_ms"), "%H:%M", t, sizeof(t)), d, f, r);
+	}
+	printf("  %-6s %9lld %7lld %8lld\n", "total", tot[0], tot[1], tot[2]);
+}
+
+static void
+print_replies(json_t *a)
+{
+	json_t *r;
+	size_t i;
+	char t[16];
+
+	if (json_array_size(a) == 0) {
+		printf("last replies: none yet\n");
+		return;
+	}
+	printf("last replies (newest first):\n  %-8s %6s %-9s %-24s %-14s %s\n", "TIME",
+	       "COUNT", "OUTCOME", "MX", "CATEGORY", "REPLY");
+	json_array_foreach(a, i, r)
+		printf("  %-8s %6lld %-9s %-24s %-14s %lld %s%s%s\n",
+		       hhmm(geti(r, "time_ms"), "%H:%M:%S", t, sizeof(t)), geti(r, "count"),
+		       gets_(r, "outcome", "?"), gets_(r, "mx", "-"),
+		       gets_(r, "category", "-"), geti(r, "code"), gets_(r, "enhanced", ""),
+		       json_is_string(json_object_get(r, "enhanced")) ? " " : "",
+		       gets_(r, "text", ""));
+}
+
+/* print_site_state - suspension, shape and counters of one site */
+static void
+print_site_state(json_t *o)
+{
+	json_t *sh = json_object_get(o, "shape"), *c = json_object_get(o, "counters");
+	json_t *mx, *ad;
+	size_t i, j;
+	char t[32];
+
+	printf("site: %s\nprovider: %s\n", gets_(o, "site", "?"), gets_(o, "provider", "-"));
+	if (json_is_true(json_object_get(o, "suspended")))
+		printf("state: suspended until %s: %s\n",
+		       hhmm(geti(o, "suspended_until_ms"), "%Y-%m-%dT%H:%M:%SZ", t, sizeof(t)),
+		       gets_(o, "reason", ""));
+	else
+		printf("state: active\n");
+	json_array_foreach(json_object_get(o, "mx"), i, mx) {
+		printf("mx: %s", gets_(mx, "host", "?"));
+		json_array_foreach(json_object_get(mx, "addresses"), j, ad)
+			printf(" %s", json_string_value(ad));
+		printf("\n");
+	}
+	printf("shape: connections %lld (allowed now %lld), recipients/transaction %lld "
+	       "(learned %lld), messages/connection %lld, multi_domain %s, tls %s\n",
+	       geti(sh, "connections"), geti(sh, "connections_allowed_now"),
+	       geti(sh, "recipients_per_transaction"), geti(sh, "recipients_limit_learned"),
+	       geti(sh, "messages_per_connection"), gets_(sh, "multi_domain", "?"),
+	       gets_(sh, "tls", "?"));
+	printf("now: connections open %lld, ready recipients %lld (%lld messages), "
+	       "backoff level %lld, source %s\n", geti(o, "connections_open"),
+	       geti(o, "ready_recipients"), geti(o, "ready_messages"),
+	       geti(o, "backoff_level"), gets_(o, "source_address", "-"));
+	printf("since start: delivered %lld, bounced %lld, deferred %lld, transactions "
+	       "%lld, connections opened %lld\n", geti(c, "delivered"), geti(c, "bounced"),
+	       geti(c, "deferred"), geti(c, "transactions"), geti(c, "connections_opened"));
+}
+
+void
+ctl_print_site(json_t *o)
+{
+	json_t *d;
+	size_t i;
+
+	print_site_state(o);
+	printf("domains:");
+	json_array_foreach(json_object_get(o, "domains"), i, d)
+		printf(" %s", json_string_value(d));
+	printf("%s\n", json_is_false(json_object_get(o, "domains_complete")) ?
+	       " (and more)" : "");
+	print_minutes(json_object_get(o, "per_minute"));
+	print_replies(json_object_get(o, "last_replies"));
+}
+
 void
 ctl_print_kv(json_t *o, int indent)
 {

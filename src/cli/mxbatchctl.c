@@ -34,7 +34,7 @@ usage(FILE *f)
 	    "commands:\n"
 	    "  queue                          totals by state, top sites/domains/tenants\n"
 	    "  sites                          every site the scheduler knows\n"
-	    "  site SITE                      one site in detail\n"
+	    "  site SITE                      one site: state, domains, last hour, replies\n"
 	    "  messages [--domain D] [--sender S] [--tenant T] [--site SITE]\n"
 	    "           [--state queued|deferred|inflight|held] [--limit N] [--after ID]\n"
 	    "  message ID                     envelope, recipients, headers\n"
@@ -159,7 +159,7 @@ cmd_site(const struct ctl *c, const char *action, const char *site,
 	if (action == NULL) {
 		snprintf(path, sizeof(path), "/v1/sites/%s", e);
 		free(e);
-		return call(c, "GET", path, NULL, show_kv);
+		return call(c, "GET", path, NULL, ctl_print_site);
 	}
 	snprintf(path, sizeof(path), "/v1/sites/%s/%s", e, action);
 	if (strcmp(action, "suspend") == 0) {

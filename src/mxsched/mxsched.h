@@ -34,7 +34,13 @@ void mxsched_kick(struct mxsched *s);
  * JSON results are new jansson references (json_t); site keys as shown. */
 struct json_t;
 struct json_t *mxsched_sites_json(struct mxsched *s);
-struct json_t *mxsched_site_json(struct mxsched *s, const char *key); /* NULL: unknown */
+/* One site with its recent history: domains routed to it, outcomes per
+ * minute over the last hour, the last replies. NULL: unknown. */
+struct json_t *mxsched_site_json(struct mxsched *s, const char *key);
+/* The site key the last resolution of domain gave (resolver cache only,
+ * no query) into out; -1 when unknown or longer than len. */
+int mxsched_domain_site(struct mxsched *s, const char *domain, char *out,
+                        size_t len);
 /* Suspend for ms (0: [delivery] site_backoff); -1 if the site is unknown. */
 int mxsched_site_suspend(struct mxsched *s, const char *key, uint64_t ms,
                          const char *reason);

@@ -7,6 +7,7 @@
 #include "mxsched/mxsched_internal.h"
 
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 const unsigned rpt_bounds[RPT_BUCKETS] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000 };
@@ -236,6 +237,7 @@ site_json(const struct site *site)
 		json_object_set_new(o, "reason", json_string(site->reason));
 	}
 	json_object_set_new(o, "backoff_level", json_integer(site->backoff_level));
+	json_object_set_new(o, "domains_known", json_integer((json_int_t)site->domains.n));
 	site_rep_json(o, site);
 	json_object_set_new(o, "counters", json_pack(
 	    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}}",
@@ -270,8 +272,25 @@ struct json_t *
 mxsched_site_json(struct mxsched *s, const char *key)
 {
 	struct site *site = smap_get(&s->sites, key);
+	json_t *o;
 
-	return site ? site_json(site) : NULL;
+	if (site == NULL)
+		return NULL;
+	o = site_json(site);
+	site_hist_json(site, o);
+	return o;
+}
+
+int
+mxsched_domain_site(struct mxsched *s, const char *domain, char *out, size_t len)
+{
+	char *key = resolver_site_of(s->res, domain);
+	int rc = key && strlen(key) < len ? 0 : -1;
+
+	if (rc == 0)
+		memcpy(out, key, strlen(key) + 1);
+	free(key);
+	return rc;
 }
 
 int

@@ -277,6 +277,10 @@ struct site {
 	struct tbucket bucket;
 	struct event *rate_timer;
 	uint64_t rate_win_start, rate_win_n, rate_prev_n;
+	/* lately, for postmasters (mxsched_sitelog.c) */
+	struct site_hist *hist;     /* NULL until the first outcome */
+	struct smap domains;        /* domains routed here, at most SITE_DOMAINS_MAX */
+	int domains_more;           /* more were routed than kept */
 };
 
 struct pending_out;             /* outcomes on their way to the store */
@@ -379,6 +383,23 @@ void site_resume(struct site *site);
 /* recipients-per-transaction histogram bucket bounds (mxsched_admin.c) */
 extern const unsigned rpt_bounds[RPT_BUCKETS];
 void sched_count_txn(struct mxsched *s, size_t n_rcpts);
+
+/* mxsched_sitelog.c: per-minute outcomes, last replies, domains */
+#define SITE_MINUTES 60
+#define SITE_REPLIES 16
+#define SITE_DOMAINS_MAX 256
+enum site_hist_kind { SITE_DELIVERED, SITE_FAILED, SITE_DEFERRED, SITE_HIST_KINDS };
+struct site_hist;
+void site_hist_count(struct site *site, enum site_hist_kind kind);
+void site_hist_reply(struct site *site, enum site_hist_kind kind, int code,
+                     const char *enhanced, const char *text, const char *mx,
+                     const char *category);
+void site_hist_outcome(struct site *site, enum site_hist_kind kind,
+                       const struct sched_reply *rp);
+void site_hist_conn(struct site *site, const char *why, const char *mx);
+void site_note_domain(struct site *site, const char *domain);
+void site_hist_json(struct site *site, struct json_t *o);
+void site_hist_free(struct site *site);
 
 /* mxsched_dlog.c: render one delivery-log line */
 void dlog_write(FILE *f, const char *event, const struct qmsg *m,

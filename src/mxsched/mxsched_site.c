@@ -250,6 +250,7 @@ site_get(struct mxsched *s, const struct resolve_result *res)
 	if (site == NULL)
 		site = site_new(s, res, res->site_key, NULL);
 	site_set_dest(site, res);
+	site_note_domain(site, res->domain);
 	return site;
 }
 
@@ -265,6 +266,7 @@ site_for_pool(struct site *base, const struct resolve_result *res, struct pool *
 	if ((site = smap_get(&base->s->sites, key)) == NULL)
 		site = site_new(base->s, res, key, p->name);
 	site_set_dest(site, res);
+	site_note_domain(site, res->domain);
 	return site;
 }
 
@@ -547,6 +549,7 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 	case SMTPC_RCPT_DELIVERED:
 		site->delivered++;
 		s->delivered++;
+		site_hist_outcome(site, SITE_DELIVERED, &rp);
 		sched_outcome(s, r, QUEUE_OUT_DELIVERED, 0, &rp);
 		return;
 	case SMTPC_RCPT_RETRY_NOW:
@@ -576,11 +579,13 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 		if (v->why == NULL)
 			v->why = rr->text;
 		v->held[v->n_held++] = idx;
+		site_hist_outcome(site, SITE_DEFERRED, &rp);
 		return;
 	}
 	if (rr->status == SMTPC_RCPT_PERMFAIL) {
 		site->bounced++;
 		s->bounced++;
+		site_hist_outcome(site, SITE_FAILED, &rp);
 		sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, &rp);
 		return;
 	}
@@ -590,6 +595,7 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 		site->defer_recipient++;
 	site->deferred++;
 	s->deferred++;
+	site_hist_outcome(site, SITE_DEFERRED, &rp);
 	sched_defer(s, r, &rp);
 }
 
@@ -784,6 +790,7 @@ conn_failed(struct site *site, int src, const struct smtpc_conn_info *info)
 	                  smtpc_error_name(info->error);
 	struct bounce_class bc = { 0 };
 
+	site_hist_conn(site, why, info->mx_host);
 	if (info->error == SMTPC_ERR_GREETING)
 		bc = sched_classify(site->s, BOUNCE_PHASE_GREETING, 421, NULL, why,
 		                    info->mx_host);
@@ -982,6 +989,7 @@ site_free(struct site *site)
 	event_free(site->resume_timer);
 	event_free(site->rate_timer);
 	rep_site_free(site);
+	site_hist_free(site);
 	site_mx_free(site);
 	free(site->provider);
 	free(site->key);

@@ -1005,6 +1005,39 @@ request_key(const char *domain, char *key, size_t keylen,
 	return -1;
 }
 
+char *
+resolver_site_of(const struct resolver *r, const char *domain)
+{
+	char key[300], mkey[304];
+	struct resolve_addr lit;
+	struct rhost h[RESOLVE_MAX_MX];
+	const char *names[RESOLVE_MAX_MX];
+	unsigned prefs[RESOLVE_MAX_MX] = { 0 };
+	const struct rentry *e;
+	int kind = request_key(domain, key, sizeof(key), &lit);
+	size_t n = 1, i;
+
+	names[0] = key;             /* literal or implicit MX: the name itself */
+	if (kind > 0)
+		return sitekey_make(names, prefs, 1);
+	if (kind < 0)
+		return NULL;
+	snprintf(mkey, sizeof(mkey), "%c%s", type_letter[DNS_T_MX], key);
+	e = (const struct rentry *)rtab_find(&r->entries, mkey);
+	if (e == NULL || e->state != ENT_DONE ||
+	    (e->status != DNS_NODATA && e->status != DNS_OK) ||
+	    (e->status == DNS_OK && resolve_mx_is_null(e->mx, e->n)))
+		return NULL;
+	if (e->status == DNS_OK) {
+		n = mx_hosts(e, h);
+		for (i = 0; i < n; i++) {
+			names[i] = h[i].name;
+			prefs[i] = h[i].pref;
+		}
+	}
+	return n > 0 ? sitekey_make(names, prefs, n) : NULL;
+}
+
 struct resolve_req *
 resolve_domain(struct resolver *r, const char *domain, resolve_cb cb,
                void *arg)

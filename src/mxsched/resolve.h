@@ -104,6 +104,11 @@ struct resolve_req *resolve_domain(struct resolver *r, const char *domain,
 void resolve_cancel(struct resolve_req *req); /* NULL: no-op */
 
 void resolver_get_stats(const struct resolver *r, struct resolve_stats *out);
+/* The site key domain had at its last resolution, from the cache alone:
+ * no query, the LRU order untouched, expired records still count (the
+ * last known answer). Malloc'd (free()); NULL when the cache cannot say
+ * (never resolved, evicted, being refreshed, failed, null MX). */
+char *resolver_site_of(const struct resolver *r, const char *domain);
 /* Drop every cached record (tests, admin "flush DNS"). */
 void resolver_flush(struct resolver *r);
 

@@ -767,6 +767,93 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(st, 200)
 
 
+class SiteDetailTest(unittest.TestCase):
+    """Two sites: a site's domains, last hour and replies; ?site= filter."""
+
+    A, B = "127.0.1.73", "127.0.1.74"
+
+    def test_site_history_and_site_filter(self):
+        w = world.World(self)
+        w.dns.add_mx("batch.test", [(10, "mx.batch.test")])
+        w.dns.add_mx("other.test", [(10, "mx.batch.test")])
+        w.dns.add_mx("far.test", [(10, "mx.far.test")])
+        w.dns.add_a("mx.batch.test", self.A)
+        w.dns.add_a("mx.far.test", self.B)
+        w.dns.start()
+        sa = w.sink(self.A, config={"rcpt_rules": [
+            {"match": "rej", "reply": "550 5.1.1 No such user here"},
+            {"match": "later", "reply": "451 4.2.0 Try again later"}]})
+        w.sink(self.B, config={"rcpt_rules": [
+            {"match": "@", "reply": "452 4.2.2 Mailbox full"}]})
+        d = AdminWorld.daemon(self, w, {"delivery": {"retry_schedule": "1h"}})
+        for rc in (["ok1@batch.test", "ok2@other.test", "rej@batch.test",
+                    "later@batch.test"], ["g1@far.test"], ["ok3@batch.test", "g2@far.test"]):
+            self.assertEqual(d.submit("", rc, BODY), {})  # <>: no DSN joins the queue
+        m1, m2, m3 = ids_of(d)
+
+        def settled():
+            st, q = d.admin("GET", "/v1/queue")
+            return q["recipients"]["deferred"] == 3 and q["recipients"]["total"] == 3
+        world.wait_until(settled, timeout=30, what="3 deferred recipients")
+        self.assertEqual(sorted(sa.delivered()), ["ok1@batch.test", "ok2@other.test",
+                                                  "ok3@batch.test"])
+        st, res = d.admin("GET", "/v1/sites")
+        self.assertEqual(sorted(s["site"] for s in res["sites"]),
+                         ["10:mx.batch.test", "10:mx.far.test"])
+        st, a = d.admin("GET", "/v1/sites/" + urlq("10:mx.batch.test"))
+        self.assertEqual(st, 200)
+        self.assertEqual(a["domains"], ["batch.test", "other.test"])
+        self.assertTrue(a["domains_complete"])
+        self.assertEqual(len(a["per_minute"]), 60)
+        tot = {k: sum(m[k] for m in a["per_minute"])
+               for k in ("delivered", "failed", "deferred")}
+        self.assertEqual(tot, {"delivered": 3, "failed": 1, "deferred": 1})
+        reps = a["last_replies"]
+        by = {}
+        for r in reps:
+            self.assertEqual(r["mx"], "mx.batch.test")
+            by.setdefault(r["outcome"], []).append(r)
+        self.assertEqual(sum(r["count"] for r in by["delivered"]), 3)
+        self.assertEqual({r["code"] for r in by["delivered"]}, {250})
+        (f,), (df,) = by["failed"], by["deferred"]
+        self.assertEqual((f["code"], f["enhanced"], f["count"]), (550, "5.1.1", 1))
+        self.assertIn("No such user here", f["text"])
+        self.assertTrue(f["category"])
+        self.assertEqual((df["code"], df["enhanced"]), (451, "4.2.0"))
+        self.assertIn("Try again later", df["text"])
+        times = [r["time_ms"] for r in reps]
+        self.assertEqual(times, sorted(times, reverse=True))  # newest first
+
+        st, b = d.admin("GET", "/v1/sites/" + urlq("10:mx.far.test"))
+        self.assertEqual(b["domains"], ["far.test"])
+        self.assertEqual(sum(m["deferred"] for m in b["per_minute"]), 2)
+        self.assertEqual([(r["code"], r["enhanced"], r["outcome"]) for r in b["last_replies"]],
+                         [(452, "4.2.2", "deferred")] * len(b["last_replies"]))
+        self.assertEqual(sum(r["count"] for r in b["last_replies"]), 2)
+
+        # ?site=: messages with a queued recipient whose domain that site serves
+        self.assertEqual(ids_of(d, site=urlq("10:mx.batch.test")), [m1])
+        self.assertEqual(ids_of(d, site=urlq("10:mx.far.test")), [m2, m3])
+        self.assertEqual(ids_of(d, site=urlq("10:mx.far.test"), domain="far.test"), [m2, m3])
+        self.assertEqual(ids_of(d, site=urlq("10:mx.far.test"), domain="batch.test"), [])
+        st, res = d.admin("GET", "/v1/messages?site=" + urlq("10:mx.far.test"))
+        self.assertEqual([m["recipients_matching"] for m in res["messages"]], [1, 1])
+        st, res = d.admin("GET", "/v1/messages?site=no.such.site")
+        self.assertEqual((st, res["error"]), (404, "unknown_site"))
+
+        if not os.path.exists(CTL):
+            return
+        p = subprocess.run([CTL, "-c", d.config_path, "site", "10:mx.batch.test"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("domains: batch.test other.test", p.stdout)
+        self.assertRegex(p.stdout, r"total +3 +1 +1")
+        self.assertRegex(p.stdout, r"failed +mx\.batch\.test .* 550 5\.1\.1 No such user")
+        p = subprocess.run([CTL, "-c", d.config_path, "messages", "--site", "10:mx.far.test"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(re.findall(r"^([0-9a-f]{16}) ", p.stdout, re.M), [m2, m3])
+
+
 def urlq(s):
     import urllib.parse
     return urllib.parse.quote(s, safe="")
