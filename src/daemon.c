@@ -231,6 +231,11 @@ static int ops_bl_release(void *c, const char *addr, const char *site)
 {
 	return mxsched_blocklist_release(c, addr, site);
 }
+static int ops_bounce(void *c, uint64_t id, const char *domain, const char *who,
+                      void (*done)(void *, int, size_t), void *arg)
+{
+	return mxsched_msg_bounce(c, id, domain, who, done, arg);
+}
 
 static int ops_domain_site(void *c, const char *dom, char *out, size_t len)
 {
@@ -242,7 +247,7 @@ admin_ops(struct daemon *d)
 	d->admin_ops = (struct admin_sched_ops){ NULL, ops_sites, ops_site, ops_suspend,
 	                                        ops_resume, ops_retry, ops_metrics,
 	                                        ops_blocklists, ops_bl_release,
-	                                        ops_domain_site };
+	                                        ops_domain_site, ops_bounce };
 	return &d->admin_ops; /* ctx is set once the scheduler exists */
 }
 #elif defined(MXB_HAVE_API)

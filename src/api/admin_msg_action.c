@@ -193,6 +193,63 @@ admin_ops_detach(struct admin *a)
 	}
 }
 
+/* ---- bouncing: the scheduler fails the recipients and sends the DSN ---- */
+
+/* op_free_unanswered - an op whose action never started */
+static void
+op_free_unanswered(struct admin_op *op)
+{
+	op_unlink(op);
+	json_decref(op->extra);
+	json_decref(op->lines);
+	free(op);
+}
+
+/* op_on_bounced - the scheduler's bounce of one message is durable */
+static void
+op_on_bounced(void *arg, int st, size_t n)
+{
+	struct admin_op *op = arg;
+
+	op->extra = json_pack("{s:I}", "recipients", (json_int_t)n);
+	op_on_done(op, (enum queue_status)st);
+}
+
+/* msg_bounce - DELETE /v1/messages/{id}?bounce=1 */
+static void
+msg_bounce(struct admin_req *r, queue_msgid id)
+{
+	const struct admin_sched_ops *ops = r->a->ops;
+	struct queue_envelope *env;
+	struct admin_op *op;
+	int rc;
+
+	if (ops == NULL || ops->msg_bounce == NULL || ops->ctx == NULL) {
+		admin_reply_error(r->req, 503, "scheduler_unavailable",
+		                  "bouncing needs the scheduler (DSNs)");
+		return;
+	}
+	if ((env = queue_envelope_get(r->a->q, id)) == NULL) {
+		admin_reply_error(r->req, 404, "unknown_message", "no message %s", r->seg[2]);
+		return;
+	}
+	op = op_new(r->a, r->req, id, "bounce");
+	op_log_msg(op, r->a, env, r->who, NULL);
+	queue_envelope_free(env);
+	rc = ops->msg_bounce(ops->ctx, id, NULL, r->who, op_on_bounced, op);
+	if (rc < 0) {
+		op_free_unanswered(op);
+		if (rc == -2)
+			admin_reply_error(r->req, 409, "busy", "a bounce of %s is in progress",
+			                  r->seg[2]);
+		else
+			admin_reply_error(r->req, 404, "unknown_message", "no message %s",
+			                  r->seg[2]);
+		return;
+	}
+	admin_audit(r->a, r->who, op->idt, "bounce message");
+}
+
 /* msg_retry_now - deferred recipients of one message become due now.
  * The store decides which (queued ones due later), in order with the
  * scheduler's claims; the count in the reply is as read just before. */
@@ -220,9 +277,7 @@ admin_msg_action(struct admin_req *r, queue_msgid id, const char *action)
 	const char *b = admin_query(r, "bounce");
 
 	if (strcmp(action, "delete") == 0 && b && strcmp(b, "0") != 0) {
-		admin_reply_error(r->req, 501, "not_implemented",
-		                  "delete with bounce=1: DSN generation is not wired "
-		                  "to the admin API yet; delete without it");
+		msg_bounce(r, id);
 		return;
 	}
 	if (strcmp(action, "hold") && strcmp(action, "release") &&
@@ -254,10 +309,24 @@ admin_msg_action(struct admin_req *r, queue_msgid id, const char *action)
 struct bounce_sel {
 	const char *domain, *tenant, *sender;
 	const char *who;
+	int dsn;                      /* action=bounce: ids only */
 	struct admin_op *op;
 	struct queue_outcome *o;
 	size_t n, cap, msgs;
+	queue_msgid *ids;             /* action=bounce: the messages */
+	size_t idcap;
 };
+
+/* sel_add_id - a message to bounce (action=bounce) */
+static void
+sel_add_id(struct bounce_sel *s, queue_msgid id)
+{
+	if (s->msgs == s->idcap) {
+		s->idcap = s->idcap ? 2 * s->idcap : 64;
+		s->ids = xrealloc(s->ids, s->idcap * sizeof(*s->ids));
+	}
+	s->ids[s->msgs] = id;
+}
 
 /* bounce_msg - DELETED outcomes for a message's selected recipients */
 static void
@@ -273,6 +342,11 @@ bounce_msg(struct admin *a, struct bounce_sel *s, const struct queue_envelope *e
 	for (int i = 0; i < n; i++) {
 		if (s->domain && strcasecmp(s->domain, rc[i].domain))
 			continue;
+		hit = 1;
+		if (s->dsn) {
+			s->n++; /* the scheduler takes them (and reports how many) */
+			continue;
+		}
 		if (s->n == s->cap) {
 			s->cap = s->cap ? 2 * s->cap : 256;
 			s->o = xrealloc(s->o, s->cap * sizeof(*s->o));
@@ -283,8 +357,9 @@ bounce_msg(struct admin *a, struct bounce_sel *s, const struct queue_envelope *e
 		s->o[s->n].kind = QUEUE_OUT_DELETED;
 		s->o[s->n].by = s->who;
 		s->n++;
-		hit = 1;
 	}
+	if (hit && s->dsn)
+		sel_add_id(s, e->id);
 	s->msgs += (size_t)hit;
 	queue_rcpts_free(rc, n > 0 ? (size_t)n : 0);
 	if (hit)
@@ -349,14 +424,57 @@ bounce_params(struct admin_req *r, struct bounce_sel *s, queue_msgid *after)
 	else if (body_str(r, "site"))
 		admin_reply_error(r->req, 501, "not_implemented",
 		                  "by site: the scheduler does not list a site's domains");
-	else if (strcmp(action, "bounce") == 0)
-		admin_reply_error(r->req, 501, "not_implemented", "bouncing (DSNs) is "
-		                  "not wired to the admin API yet; use action=delete");
-	else if (strcmp(action, "delete") != 0)
+	else if (strcmp(action, "delete") != 0 && strcmp(action, "bounce") != 0)
 		admin_reply_error(r->req, 400, "bad_request", "action: delete or bounce");
-	else
+	else if (strcmp(action, "bounce") == 0 && (r->a->ops == NULL ||
+	         r->a->ops->msg_bounce == NULL || r->a->ops->ctx == NULL))
+		admin_reply_error(r->req, 503, "scheduler_unavailable",
+		                  "bouncing needs the scheduler (DSNs)");
+	else {
+		s->dsn = strcmp(action, "bounce") == 0;
 		return after_s ? admin_msg_id_parse(r, after_s, after) : 0;
+	}
 	return -1;
+}
+
+/* the bounces of many messages, answered when the last is durable */
+struct bounce_many {
+	struct admin_op *op;
+	size_t pending, rcpts;
+	enum queue_status st;         /* the first failure, or OK */
+};
+
+static void
+many_on_bounced(void *arg, int st, size_t n)
+{
+	struct bounce_many *bm = arg;
+
+	bm->rcpts += n;
+	if (st != QUEUE_OK && bm->st == QUEUE_OK)
+		bm->st = (enum queue_status)st;
+	if (--bm->pending > 0)
+		return;
+	json_object_set_new(bm->op->extra, "recipients", json_integer((json_int_t)bm->rcpts));
+	op_on_done(bm->op, bm->st);
+	free(bm);
+}
+
+/* bounce_many - the scheduler bounces each selected message */
+static void
+bounce_many(struct admin_req *r, struct bounce_sel *s)
+{
+	const struct admin_sched_ops *ops = r->a->ops;
+	struct bounce_many *bm = xcalloc(1, sizeof(*bm));
+
+	bm->op = s->op;
+	bm->pending = 1; /* until every message is started */
+	for (size_t i = 0; i < s->msgs; i++) {
+		bm->pending++;
+		if (ops->msg_bounce(ops->ctx, s->ids[i], s->domain, r->who,
+		                    many_on_bounced, bm) < 0)
+			bm->pending--; /* gone meanwhile, or being bounced already */
+	}
+	many_on_bounced(bm, QUEUE_OK, 0);
 }
 
 void
@@ -371,19 +489,22 @@ admin_msg_bounce(struct admin_req *r)
 	if (bounce_params(r, &s, &after) < 0)
 		return;
 	s.who = r->who;
-	s.op = op = op_new(r->a, r->req, 0, "delete");
+	s.op = op = op_new(r->a, r->req, 0, s.dsn ? "bounce" : "delete");
 	after = bounce_scan(r->a, &s, after, &more);
 	queue_id_to_text(after, idt);
 	op->extra = json_pack("{s:I, s:I, s:o}", "messages", (json_int_t)s.msgs,
 	                      "recipients", (json_int_t)s.n,
 	                      "next", more ? json_string(idt) : json_null());
-	admin_audit(r->a, r->who, "-", "delete %zu recipients of %zu messages "
-	            "(domain=%s tenant=%s sender=%s)", s.n, s.msgs,
+	admin_audit(r->a, r->who, "-", "%s %zu recipients of %zu messages "
+	            "(domain=%s tenant=%s sender=%s)", op->action, s.n, s.msgs,
 	            s.domain ? s.domain : "*", s.tenant ? s.tenant : "*",
 	            s.sender ? s.sender : "*");
-	if (s.n == 0)
+	if (s.dsn)
+		bounce_many(r, &s);
+	else if (s.n == 0)
 		op_on_done(op, QUEUE_OK);
 	else
 		queue_outcomes(r->a->q, s.o, s.n, op_on_done, op);
 	free(s.o);
+	free(s.ids);
 }

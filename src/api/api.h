@@ -94,6 +94,12 @@ struct admin_sched_ops {
 	/* the site key that domain was last resolved to (cache only) into
 	 * out; -1 unknown (GET /v1/messages?site=) */
 	int (*domain_site)(void *ctx, const char *domain, char *out, size_t len);
+	/* an operator bounces message id (all its recipients, or those of
+	 * domain): 5.0.0 failures, one DSN, Bounce lines naming who; done(arg,
+	 * queue_status, recipients bounced) once durable. 0 started, -1
+	 * unknown message, -2 a bounce of it is in progress (no done call) */
+	int (*msg_bounce)(void *ctx, uint64_t id, const char *domain, const char *who,
+	                  void (*done)(void *arg, int status, size_t n), void *arg);
 };
 struct admin;
 /* admin_start - listen on [admin] listen with the bearer token(s) of

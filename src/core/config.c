@@ -218,6 +218,12 @@ static const struct option options[] = {
 	{ S_BOUNCE, "suppress_bad_domain", T_DURATION, G(suppress_bad_domain_ms),
 	  "3d", 0, 3650 * DAY, NULL, "suppress an address whose domain does not "
 	  "exist for this long (0: never)" },
+	{ S_BOUNCE, "delay_warning", T_DURATION, G(delay_warning_ms), "0", 0,
+	  30 * DAY, NULL, "warn the sender (a \"delayed\" DSN) about recipients "
+	  "still queued this long after submission (0: never)" },
+	{ S_BOUNCE, "delay_warning_interval", T_DURATION,
+	  G(delay_warning_interval_ms), "1d", 0, 30 * DAY, NULL, "at most one "
+	  "delay warning per recipient this often (0: only one)" },
 	{ S_BLOCKLISTS, "zones", T_STR, G(bl_zones), NULL, 0, 0, NULL,
 	  "DNSBL zones checked for our sending addresses" },
 	{ S_BLOCKLISTS, "interval", T_DURATION, G(bl_interval_ms), "15m", 1000,

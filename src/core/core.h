@@ -165,6 +165,8 @@ struct config {
 	char *bounce_rules_file; /* operator rules, before the shipped ones */
 	uint64_t bounce_return_limit; /* RET=FULL returns up to this much */
 	uint64_t suppress_bad_mailbox_ms, suppress_bad_domain_ms; /* 0 = off */
+	uint64_t delay_warning_ms;          /* 0 = no delay warnings */
+	uint64_t delay_warning_interval_ms; /* 0 = one warning only */
 	/* [blocklists] */
 	char *bl_zones;
 	uint64_t bl_interval_ms;

@@ -190,12 +190,51 @@ sched_suppress(struct mxsched *s, const struct rcpt *r, const char *category,
 	s->suppress_any = 1;
 }
 
+/* sched_report - the DSN this outcome earns, if any (a failure, a delay
+ * warning, or "relayed" for NOTIFY=SUCCESS at a server without DSN): the
+ * pending round its outcome joins, or NULL. *warned: a delay warning's
+ * time, kept in the recipient's record. */
+static struct pending_out *
+sched_report(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
+             const struct sched_reply *rp, uint64_t *warned)
+{
+	const struct config *c = s->cfg;
+	struct pending_out *p;
+	uint64_t now;
+
+	switch (kind) {
+	case QUEUE_OUT_BOUNCED:
+	case QUEUE_OUT_EXPIRED:
+		return dsn_job_add(s, r, BOUNCE_ACTION_FAILED, kind, rp);
+	case QUEUE_OUT_DELIVERED:
+		if (!rp->no_remote_dsn)
+			return NULL; /* NOTIFY was passed on: theirs to report */
+		return dsn_job_add(s, r, BOUNCE_ACTION_RELAYED, kind, rp);
+	case QUEUE_OUT_DEFERRED:
+	case QUEUE_OUT_REDEFER:
+		now = now_ms();
+		if (!bounce_delay_warning_due(r->msg->env->submit_ms, r->warned_ms,
+		    now, c->delay_warning_ms, c->delay_warning_interval_ms))
+			return NULL;
+		if ((p = dsn_job_add(s, r, BOUNCE_ACTION_DELAYED, kind, rp)) != NULL)
+			*warned = now;
+		return p;
+	default:
+		return NULL;
+	}
+}
+
 void
 sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
               uint64_t next_ms, const struct sched_reply *rp)
 {
 	const char *category = rp->category;
 	struct pending_out *p = NULL;
+	uint64_t warned = 0;
+
+	if ((kind == QUEUE_OUT_DEFERRED || kind == QUEUE_OUT_REDEFER ||
+	     kind == QUEUE_OUT_RELEASE) && abounce_catch(s, r, 0))
+		return; /* not written: its message is being bounced */
 
 	if (kind == QUEUE_OUT_EXPIRED)
 		category = "message-expired";
@@ -205,9 +244,11 @@ sched_outcome(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
 		    rp->code, rp->enhanced, rp->text, rp->mx_host).cat);
 	if (kind == QUEUE_OUT_BOUNCED)
 		sched_suppress(s, r, category, rp->text);
-	if (kind == QUEUE_OUT_BOUNCED || kind == QUEUE_OUT_EXPIRED)
-		p = dsn_job_add(s, r, kind, rp);
-	sched_out_add(p ? p : out_get(s), r, kind, next_ms, rp, category);
+	p = sched_report(s, r, kind, rp, &warned);
+	if (p == NULL)
+		p = out_get(s);
+	sched_out_add(p, r, kind, next_ms, rp, category);
+	p->o[p->n - 1].warned_ms = warned;
 	sched_rcpt_free(s, r);
 }
 
@@ -268,6 +309,21 @@ sched_out_submit(struct pending_out *p)
 	queue_outcomes(p->s->q, p->o, p->n, sched_on_written, p);
 }
 
+const struct queue_outcome *
+sched_out_list(const struct pending_out *p, size_t *n)
+{
+	*n = p->n;
+	return p->o;
+}
+
+void
+sched_out_written(struct pending_out *p)
+{
+	if (p->loglen)
+		dlog_append(p->log, p->loglen);
+	sched_out_free(p);
+}
+
 void
 sched_flush(struct mxsched *s)
 {
@@ -285,8 +341,8 @@ static void sched_on_resolved(void *arg, const struct resolve_result *res);
 
 /* msg_get - the in-memory message of a claimed recipient, or NULL if it
  * vanished (deleted by an admin meanwhile) */
-static struct qmsg *
-msg_get(struct mxsched *s, queue_msgid id)
+struct qmsg *
+sched_msg_get(struct mxsched *s, queue_msgid id)
 {
 	char idtext[QUEUE_ID_TEXT_LEN];
 	struct qmsg *m;
@@ -344,7 +400,7 @@ sched_take_held(struct mxsched *s, struct rcpt *r, uint64_t now)
 static void
 sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
 {
-	struct qmsg *m = msg_get(s, qr->msgid);
+	struct qmsg *m = sched_msg_get(s, qr->msgid);
 	struct domwait *w;
 	struct rcpt *r;
 
@@ -361,6 +417,9 @@ sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
 	r->notify = qr->notify;
 	r->attempts = qr->attempts;
 	r->first_ms = qr->first_attempt_ms;
+	r->warned_ms = qr->warned_ms;
+	if (abounce_catch(s, r, 1))
+		return; /* its message is being bounced by an operator */
 	if (s->suppress_any && sched_take_suppressed(s, r))
 		return;
 	if (now >= m->env->submit_ms + s->cfg->queue_lifetime_ms) {
@@ -578,6 +637,7 @@ mxsched_new(struct event_base *base, const struct config *cfg, struct queue *q,
 	smap_init(&s->sites);
 	smap_init(&s->msets);
 	smap_init(&s->dsn_jobs);
+	smap_init(&s->abounces);
 	if (cfg->hostname)
 		snprintf(s->ehlo, sizeof(s->ehlo), "%s", cfg->hostname);
 	else if (gethostname(s->ehlo, sizeof(s->ehlo)) < 0 || s->ehlo[0] == '\0')
@@ -670,6 +730,7 @@ mxsched_free(struct mxsched *s)
 	/* outcomes and DSNs not yet written: their recipients are in flight
 	 * in the store and due again at the next start */
 	dsn_jobs_drop(s);
+	abounces_drop(s);
 	bounce_rules_free(s->rules);
 	if (s->out)
 		sched_out_free(s->out);

@@ -60,6 +60,18 @@ struct json_t *mxsched_blocklists_json(struct mxsched *s);
 int mxsched_blocklist_release(struct mxsched *s, const char *address,
                               const char *site);
 
+/* An operator bounces message id: its non-terminal recipients (those of
+ * domain only, if not NULL) fail with 5.0.0 "deleted by administrator",
+ * one DSN goes to the sender (NOTIFY respected, never to <>), each gets
+ * a Bounce line naming `who`. Recipients in a transaction finish it first
+ * (one delivered then stays delivered). done(arg, status, n) runs once
+ * it is durable (status: a queue_status value, 0 = ok; n = recipients
+ * bounced). Returns 0 (started), -1 unknown message, -2 a bounce of it
+ * is in progress (done is then not called). */
+typedef void (*mxsched_bounce_cb)(void *arg, int status, size_t n);
+int mxsched_msg_bounce(struct mxsched *s, uint64_t id, const char *domain,
+                       const char *who, mxsched_bounce_cb done, void *arg);
+
 /* ---- retry and backoff arithmetic (pure; mxsched_backoff.c) ---- */
 
 struct mxsched_retry {

@@ -44,6 +44,7 @@ dlog_write(FILE *f, const char *event, const struct qmsg *m,
 	set_str(o, "enhanced", rp->enhanced);
 	set_str(o, "reply", rp->text);
 	set_str(o, "category", category);
+	set_str(o, "by", rp->by);
 	json_object_set_new(o, "attempt", json_integer(r->attempts + 1));
 	json_object_set_new(o, "queue_time_ms",
 	                    json_integer((json_int_t)(now - env->submit_ms)));

@@ -1,12 +1,16 @@
 /*
- * mxsched_dsn.c - one DSN per message per round. The bounces and expiries
- * of one message that the sender asked to hear about (src/bounce's
- * policy: never to the null sender, NOTIFY respected) are collected while
+ * mxsched_dsn.c - one DSN per message per round and kind of report
+ * (failed; delayed: a delay warning; relayed: NOTIFY=SUCCESS delivered to
+ * a server without DSN). The outcomes of one message that the sender
+ * asked to hear about (src/bounce's policy: never to the null sender,
+ * NOTIFY respected) are collected while
  * a round's outcomes are gathered; at the flush the DSN (RFC 3464, built
  * by src/bounce, the original streamed from the store) is queued as a new
- * message from <>, and only once it is durable are the recipients'
- * terminal outcomes written. A crash in between can at worst repeat a
- * DSN, never lose one. Runs on the loop thread.
+ * message from <> in the same store batch as the recipients' outcomes
+ * (queue_msg_commit_with): both are durable or neither, so a crash can
+ * neither lose nor repeat a DSN. If the DSN cannot be built or is refused,
+ * the outcomes are written alone (logged: the DSN is dropped).
+ * Runs on the loop thread.
  */
 #include "mxsched/mxsched_internal.h"
 
@@ -16,6 +20,7 @@
 struct dsn_job {
 	struct mxsched *s;
 	struct qmsg *msg;               /* held until the job ends */
+	enum bounce_action action;      /* failed, delayed or relayed */
 	struct bounce_dsn_rcpt *r;
 	size_t n, cap;
 	struct pending_out *out;        /* the reported recipients' outcomes */
@@ -29,43 +34,65 @@ job_free(struct dsn_job *j)
 	free(j);
 }
 
-/* job_get - this round's DSN job of r's message, or NULL if no DSN is due */
+/* job_get - this round's DSN job of r's message for this kind of report,
+ * or NULL if none is due */
 static struct dsn_job *
-job_get(struct mxsched *s, struct rcpt *r)
+job_get(struct mxsched *s, struct rcpt *r, enum bounce_action action)
 {
 	const struct queue_envelope *env = r->msg->env;
+	char key[QUEUE_ID_TEXT_LEN + 4];
 	struct dsn_job *j;
 
+	/* delay warnings are sent at all only when configured: then also
+	 * to recipients that gave no NOTIFY (like Postfix) */
 	if ((env->flags & QUEUE_MSG_DSN) ||
-	    !bounce_should_dsn(env->sender, r->notify, BOUNCE_ACTION_FAILED, 0))
+	    !bounce_should_dsn(env->sender, r->notify, action, 1))
 		return NULL;
-	if ((j = smap_get(&s->dsn_jobs, r->msg->idtext)) != NULL)
+	snprintf(key, sizeof(key), "%s:%d", r->msg->idtext, (int)action);
+	if ((j = smap_get(&s->dsn_jobs, key)) != NULL)
 		return j;
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->msg = r->msg;
 	j->msg->refs++;
+	j->action = action;
 	j->out = sched_out_new(s);
-	smap_put(&s->dsn_jobs, r->msg->idtext, j);
+	smap_put(&s->dsn_jobs, key, j);
 	return j;
 }
 
 /* status_of - the RFC 3463 status a DSN reports for this outcome */
 static const char *
-status_of(enum queue_outcome_kind kind, const struct sched_reply *rp)
+status_of(enum bounce_action action, enum queue_outcome_kind kind,
+          const struct sched_reply *rp)
 {
+	char want = action == BOUNCE_ACTION_FAILED ? '5' :
+	            action == BOUNCE_ACTION_DELAYED ? '4' : '2';
+
 	if (kind == QUEUE_OUT_EXPIRED)
 		return "4.4.7";
-	if (rp->enhanced && rp->enhanced[0] == '5')
+	if (rp->enhanced && rp->enhanced[0] == want)
 		return rp->enhanced;
-	return "5.0.0";
+	return want == '5' ? "5.0.0" : want == '4' ? "4.0.0" : "2.0.0";
+}
+
+/* text_of - the diagnostic text when the outcome has no reply text */
+static const char *
+text_of(enum bounce_action action, enum queue_outcome_kind kind,
+        const struct sched_reply *rp)
+{
+	if (rp->text)
+		return rp->text;
+	if (kind == QUEUE_OUT_EXPIRED)
+		return "queue lifetime exceeded";
+	return action == BOUNCE_ACTION_DELAYED ? "delivery delayed" : NULL;
 }
 
 struct pending_out *
-dsn_job_add(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
-            const struct sched_reply *rp)
+dsn_job_add(struct mxsched *s, struct rcpt *r, enum bounce_action action,
+            enum queue_outcome_kind kind, const struct sched_reply *rp)
 {
-	struct dsn_job *j = job_get(s, r);
+	struct dsn_job *j = job_get(s, r, action);
 	struct bounce_dsn_rcpt *d;
 
 	if (j == NULL)
@@ -78,14 +105,15 @@ dsn_job_add(struct mxsched *s, struct rcpt *r, enum queue_outcome_kind kind,
 	memset(d, 0, sizeof(*d));
 	d->address = sched_out_str(j->out, r->address);
 	d->orcpt = sched_out_str(j->out, r->orcpt);
-	d->action = BOUNCE_ACTION_FAILED;
-	d->status = sched_out_str(j->out, status_of(kind, rp));
+	d->action = action;
+	d->status = sched_out_str(j->out, status_of(action, kind, rp));
 	d->remote_mta = sched_out_str(j->out, rp->mx_host);
 	d->code = rp->code;
 	d->enhanced = sched_out_str(j->out, rp->enhanced);
-	d->text = sched_out_str(j->out, rp->text ? rp->text :
-	                        kind == QUEUE_OUT_EXPIRED ? "queue lifetime exceeded" : NULL);
+	d->text = sched_out_str(j->out, text_of(action, kind, rp));
 	d->last_attempt_ms = now_ms();
+	if (action == BOUNCE_ACTION_DELAYED)
+		d->retry_until_ms = r->msg->env->submit_ms + s->cfg->queue_lifetime_ms;
 	return j->out;
 }
 
@@ -111,8 +139,8 @@ job_log(struct dsn_job *j, queue_msgid dsn_id)
 	queue_id_to_text(dsn_id, idtext);
 	n = snprintf(line, sizeof(line),
 	             "{\"time\":%.3f,\"event\":\"DSN\",\"id\":\"%s\",\"dsn_id\":\"%s\","
-	             "\"recipients\":%zu}\n", (double)now_ms() / 1000.0,
-	             j->msg->idtext, idtext, j->n);
+	             "\"action\":\"%s\",\"recipients\":%zu}\n", (double)now_ms() / 1000.0,
+	             j->msg->idtext, idtext, bounce_action_name(j->action), j->n);
 	if (n > 0 && (size_t)n < sizeof(line))
 		dlog_append(line, (size_t)n);
 }
@@ -132,14 +160,17 @@ job_on_committed(void *arg, enum queue_status st, queue_msgid id)
 	s->busy_writes--;
 	if (st == QUEUE_OK) {
 		s->dsns++;
-		log_info(j->msg->idtext, "DSN %016llx queued for %zu recipient(s) to <%s>",
-		         (unsigned long long)id, j->n, j->msg->env->sender);
-		job_log(j, id);
+		log_info(j->msg->idtext, "DSN %016llx (%s) queued for %zu recipient(s) to <%s>",
+		         (unsigned long long)id, bounce_action_name(j->action), j->n,
+		         j->msg->env->sender);
+		job_log(j, id); /* before its outcomes' lines: a reader that
+		                 * sees an outcome sees its DSN */
+		sched_out_written(j->out); /* written with the DSN */
 	} else {
 		log_warnx(j->msg->idtext, "DSN for %zu recipient(s) not queued: %s",
 		          j->n, queue_status_to_text(st));
+		sched_out_submit(j->out); /* the outcomes stand without it */
 	}
-	sched_out_submit(j->out);
 	job_free(j);
 }
 
@@ -183,7 +214,9 @@ static void
 job_run(void *val, void *arg)
 {
 	struct dsn_job *j = val;
+	const struct queue_outcome *o;
 	struct queue_writer *w;
+	size_t n;
 
 	(void)arg;
 	if ((w = job_compose(j)) == NULL) {
@@ -191,8 +224,9 @@ job_run(void *val, void *arg)
 		job_free(j);
 		return;
 	}
+	o = sched_out_list(j->out, &n);
 	j->s->busy_writes++;
-	queue_msg_commit(w, job_on_committed, j);
+	queue_msg_commit_with(w, o, n, job_on_committed, j);
 }
 
 static void

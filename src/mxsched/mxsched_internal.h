@@ -64,6 +64,7 @@ struct rcpt {
 	unsigned notify;
 	uint32_t attempts;          /* made so far */
 	uint64_t first_ms;
+	uint64_t warned_ms;         /* last delay warning, 0 = none */
 };
 TAILQ_HEAD(rcpt_list, rcpt);
 
@@ -306,6 +307,7 @@ struct mxsched {
 	struct smap msets;          /* "site key\nmsgid" -> mset */
 	struct pending_out *out;    /* outcomes being collected */
 	struct smap dsn_jobs;       /* msg idtext -> dsn_job of this round */
+	struct smap abounces;       /* msg idtext -> operator's bounce job */
 	struct bounce_rules *rules; /* reply classification */
 	struct rep *rep;            /* pools, DNSBL monitor (mxsched_pool.c) */
 	uint64_t dsns;              /* DSNs queued */
@@ -325,11 +327,16 @@ struct sched_reply {
 	const struct site *site;
 	const char *mx_host, *mx_addr, *tls;
 	const char *category;       /* NULL: classified when it matters */
+	int no_remote_dsn;          /* delivered to a server without DSN */
+	const char *by;             /* an operator's action: who */
 };
 #define SREPLY(...) (&(const struct sched_reply){ __VA_ARGS__ })
 
 /* mxsched.c */
 uint32_t sched_random(struct mxsched *s);
+/* the in-memory message (loaded if need be; no reference taken), NULL
+ * if it no longer exists */
+struct qmsg *sched_msg_get(struct mxsched *s, queue_msgid id);
 void sched_rcpt_free(struct mxsched *s, struct rcpt *r);
 void sched_msg_unref(struct mxsched *s, struct qmsg *m);
 /* A store callback came back: 1 if the scheduler is gone (then the
@@ -355,18 +362,40 @@ void sched_out_add(struct pending_out *p, struct rcpt *r,
                    enum queue_outcome_kind kind, uint64_t next_ms,
                    const struct sched_reply *rp, const char *category);
 void sched_out_submit(struct pending_out *p);
+/* the round's outcomes (to write them with another op) */
+const struct queue_outcome *sched_out_list(const struct pending_out *p,
+                                           size_t *n);
+/* they are durable (written with another op): log them, free p */
+void sched_out_written(struct pending_out *p);
 void sched_out_free(struct pending_out *p);
 
 /* mxsched_dsn.c: one DSN per message per round */
 struct dsn_job;
-/* The pending round of m's DSN (created on first use). */
+/* If r's outcome earns a DSN (src/bounce policy), add r to this round's
+ * DSN of its message for that kind of report (failed, delayed or
+ * relayed: one DSN each) and return the pending round its outcome must
+ * join (written with the DSN); NULL if no DSN is due. */
 struct pending_out *dsn_job_add(struct mxsched *s, struct rcpt *r,
+                                enum bounce_action action,
                                 enum queue_outcome_kind kind,
                                 const struct sched_reply *rp);
 void dsn_jobs_run(struct mxsched *s);
 void dsn_jobs_drop(struct mxsched *s);
 
+/* mxsched_abounce.c: an operator bounces a message */
+/* 1 if r belongs to a message being bounced (then it is taken: held for
+ * the bounce, or freed if claimed after it); claimed: from sched_take */
+int abounce_catch(struct mxsched *s, struct rcpt *r, int claimed);
+void abounces_drop(struct mxsched *s);
+
 /* mxsched_site.c */
+/* m's ready recipients (of domain only, if not NULL) leave the site's
+ * queue for out; how many */
+size_t site_msg_take(struct site *site, struct qmsg *m, const char *domain,
+                     struct rcpt_list *out);
+/* m's recipients (of domain, if not NULL) in the site's transactions */
+size_t site_msg_busy(const struct site *site, const struct qmsg *m,
+                     const char *domain);
 struct site *site_get(struct mxsched *s, const struct resolve_result *res);
 /* the site's twin for mail sent from pool p (key "SITE@POOL"), its own
  * connections, limits and state; base itself when p is NULL or its pool */

@@ -345,6 +345,48 @@ mset_free(struct site *site, struct mset *ms)
 	free(ms);
 }
 
+size_t
+site_msg_take(struct site *site, struct qmsg *m, const char *domain,
+              struct rcpt_list *out)
+{
+	char key[1200];
+	struct mset *ms;
+	struct rcpt *r, *next;
+	size_t n = 0;
+
+	mset_key(site, m, key, sizeof(key));
+	if ((ms = smap_get(&site->s->msets, key)) == NULL)
+		return 0;
+	for (r = TAILQ_FIRST(&ms->rcpts); r; r = next) {
+		next = TAILQ_NEXT(r, link);
+		if (domain && strcasecmp(domain, r->domain))
+			continue;
+		TAILQ_REMOVE(&ms->rcpts, r, link);
+		TAILQ_INSERT_TAIL(out, r, link);
+		n++;
+	}
+	ms->n -= n;
+	site->n_ready -= n;
+	if (ms->n == 0)
+		mset_free(site, ms);
+	return n;
+}
+
+size_t
+site_msg_busy(const struct site *site, const struct qmsg *m, const char *domain)
+{
+	const struct sconn *sc;
+	size_t n = 0;
+
+	TAILQ_FOREACH(sc, &site->conns, link) {
+		if (sc->b == NULL || sc->b->msg != m)
+			continue;
+		for (size_t i = 0; i < sc->b->n; i++)
+			n += domain == NULL || strcasecmp(domain, sc->b->r[i]->domain) == 0;
+	}
+	return n;
+}
+
 /* batch_take - cut the next batch from the oldest mset: up to the site's
  * recipient limit, the first recipient's domain only unless the site
  * allows (or is still learning about) mixed domains. The mset then moves
@@ -542,7 +584,7 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 {
 	struct mxsched *s = site->s;
 	struct sched_reply rp = { rr->code, rr->enhanced, rr->text, site,
-	                          res->mx_host, res->mx_addr, tls, NULL };
+	                          res->mx_host, res->mx_addr, tls, NULL, 0, NULL };
 	struct bounce_class c;
 
 	switch (rr->status) {
@@ -550,6 +592,7 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 		site->delivered++;
 		s->delivered++;
 		site_hist_outcome(site, SITE_DELIVERED, &rp);
+		rp.no_remote_dsn = !res->dsn;
 		sched_outcome(s, r, QUEUE_OUT_DELIVERED, 0, &rp);
 		return;
 	case SMTPC_RCPT_RETRY_NOW:
@@ -649,7 +692,7 @@ rep_apply(struct site *site, struct sconn *sc, struct batch *b,
 		struct sched_reply rp = { rr->code, rr->enhanced, rr->text, site,
 		                          res->mx_host, res->mx_addr, tls,
 		                          v->blocked ? "blocklisted" : v->throttled ?
-		                          "throttled" : NULL };
+		                          "throttled" : NULL, 0, NULL };
 		if (site_suspended(site, now_ms()))
 			sched_outcome(s, b->r[v->held[i]], QUEUE_OUT_REDEFER,
 			              site->suspended_until, &rp);

@@ -191,6 +191,8 @@ struct smtpc_result {
 	int conn_usable;              /* the connection is idle and reusable */
 	const char *mx_host, *mx_addr;
 	const char *tls_proto, *tls_cipher;   /* "" without TLS */
+	int dsn;                      /* the server offered DSN: NOTIFY, ORCPT,
+	                               * RET and ENVID were passed on */
 };
 
 /* What the connection learned; valid while the connection exists. */

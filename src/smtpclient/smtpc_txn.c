@@ -565,6 +565,7 @@ settle(struct smtpc_conn *c, struct smtpc_txn *t, const char *reason)
 	res->mx_addr = c->cur_addr;
 	res->tls_proto = c->tls_proto;
 	res->tls_cipher = c->tls_cipher;
+	res->dsn = c->caps.dsn;
 }
 
 /* deliver_result - log, hand the result to the owner, free */

@@ -222,6 +222,9 @@ class AuthAndInputTest(unittest.TestCase):
         st, res = self.d.admin("DELETE", "/v1/suppressions/x%40y.test")
         self.assertEqual((st, res["error"]), (404, "not_found"))
         st, res = self.d.admin("POST", "/v1/bounce", {"domain": "x.test"})
+        self.assertEqual((st, res["action"], res["messages"]), (200, "bounce", 0))
+        st, res = self.d.admin("POST", "/v1/bounce", {"site": "10:mx.x.test",
+                                                      "domain": "x.test"})
         self.assertEqual(st, 501)
 
 
@@ -365,8 +368,8 @@ class QueueMessagesTest(unittest.TestCase):
         st, res = self.d.admin("POST", "/v1/messages/%s/retry-now" % mid)
         self.assertEqual((st, res["recipients"]), (200, 0))  # none deferred
 
-        st, res = self.d.admin("DELETE", "/v1/messages/%s?bounce=1" % mid)
-        self.assertEqual(st, 501)
+        st, res = self.d.admin("DELETE", "/v1/messages/%016x?bounce=1" % 1)
+        self.assertEqual(st, 404)  # bouncing: test_bounce_notify.py
         st, res = self.d.admin("DELETE", "/v1/messages/" + mid)
         self.assertEqual(st, 200)
         st, res = self.d.admin("GET", "/v1/messages/" + mid)
@@ -901,7 +904,10 @@ class CliTest(unittest.TestCase):
         self.assertIn("404", err)
         out, _ = self.ctl("bounce", "--domain", "cli2.test", "--delete")
         self.assertIn("deleted: 2 recipients of 2 messages", out)
-        self.ctl("bounce", "--domain", "cli2.test", expect=1)  # 501 for now
+        out, _ = self.ctl("bounce", "--domain", "cli.test")
+        self.assertIn("bounced: 2 recipients of 2 messages", out)
+        out, _ = self.ctl("messages", "--sender", "c1@src.test")
+        self.assertNotRegex(out, r"(?m)^[0-9a-f]{16} ")
         self.ctl("suppressions")
         out, _ = self.ctl("sites")
         self.assertIn("SITE", out)
