@@ -5,6 +5,8 @@
  * the event loop (eventfd + one persistent event). Loop thread.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,6 +102,25 @@ queue_on_wake(evutil_socket_t fd, short what, void *arg)
 
 /* ---- open / close ---- */
 
+/* queue_tune_malloc - once per process: RocksDB allocates its memtable
+ * arenas in blocks of 1-2 MiB, which glibc serves with mmap and hands back
+ * with munmap (or trims from the heap top) when a memtable is flushed,
+ * so every new memtable page-faults its way in again: about a quarter of
+ * the store thread's CPU on the test machine (a VM, where faults are
+ * dear). Serving blocks up to 32 MiB from the heap and trimming it only
+ * above 128 MiB free keeps them for reuse; memtables are bounded by
+ * memtable_bytes, so this keeps at most that much more resident. An
+ * environment that sets MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_
+ * keeps its own values. */
+static void
+queue_tune_malloc(void)
+{
+	if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL)
+		mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	if (getenv("MALLOC_TRIM_THRESHOLD_") == NULL)
+		mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
+
 static void
 queue_opts_defaults(struct queue_opts *o)
 {
@@ -190,12 +211,14 @@ struct queue *
 queue_open(struct event_base *base, const struct queue_opts *o, char *err,
            size_t errlen)
 {
+	static pthread_once_t tuned = PTHREAD_ONCE_INIT;
 	struct queue *q;
 
 	if (o == NULL || o->path == NULL || o->path[0] == '\0') {
 		snprintf(err, errlen, "spool: no path configured");
 		return NULL;
 	}
+	pthread_once(&tuned, queue_tune_malloc);
 	q = queue_alloc(o);
 	q->base = base;
 	if (qdb_open(q, err, errlen) < 0 || qdb_recover(q, err, errlen) < 0 ||
