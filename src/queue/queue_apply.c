@@ -92,24 +92,34 @@ env_put(struct qround *r, queue_msgid id, const struct qenv *e)
 	qbuf_free(&b);
 }
 
-/* rcpt_get - load a recipient: 1 found, 0 absent, -1 error */
+/* rcpt_get - load a recipient: 1 found, 0 absent, -1 error. What this
+ * round wrote comes from the round cache; the rest through one iterator
+ * per op (r->rit, created after every earlier round's write, destroyed
+ * when the op is applied), as claims and outcomes come in key order. */
 static int
 rcpt_get(struct qround *r, queue_msgid id, uint32_t idx, struct queue_rcpt *rc)
 {
 	unsigned char k[QK_RCPT_LEN];
 	size_t len;
-	int bad = 0, ret = 0;
+	int ret = 0;
+	const char *cv;
 	char *v;
 
 	qk_rcpt(k, id, idx);
 	rc->msgid = id;
 	rc->idx = idx;
-	v = wget(r, QCF_RCPT, k, sizeof(k), &len, &bad);
-	if (bad)
-		return -1;
-	if (v)
-		ret = qrcpt_decode(v, len, rc) == 0 ? 1 : -1;
-	rocksdb_free(v);
+	if (qrcache_get(r->rc, QCF_RCPT, k, sizeof(k), &v, &len)) {
+		if (v)
+			ret = qrcpt_decode(v, len, rc) == 0 ? 1 : -1;
+		free(v);
+		return ret;
+	}
+	if (r->rit == NULL)
+		r->rit = rocksdb_create_iterator_cf(r->q->db, r->q->ropts,
+		    r->q->cf[QCF_RCPT]);
+	ret = qdb_iter_get(r->q, r->rit, k, sizeof(k), &cv, &len);
+	if (ret > 0)
+		ret = qrcpt_decode(cv, len, rc) == 0 ? 1 : -1;
 	return ret;
 }
 
@@ -572,5 +582,9 @@ qapply(struct qround *r, struct qop *op)
 		op->cnt.total_deleted = r->q->cnt.total_deleted;
 		r->q->cnt = op->cnt;
 		break;
+	}
+	if (r->rit) {
+		rocksdb_iter_destroy(r->rit);
+		r->rit = NULL;
 	}
 }

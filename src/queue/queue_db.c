@@ -588,6 +588,42 @@ qdb_last_key_id(struct queue *q, int cf)
 	return id;
 }
 
+int
+qdb_iter_get(struct queue *q, rocksdb_iterator_t *it, const unsigned char *k,
+             size_t klen, const char **v, size_t *vlen)
+{
+	const char *ik;
+	size_t iklen;
+	char *e = NULL;
+	int at = 0;
+
+	if (rocksdb_iter_valid(it)) {
+		ik = rocksdb_iter_key(it, &iklen);
+		if (iklen == klen && memcmp(ik, k, klen) < 0)
+			rocksdb_iter_next(it); /* usually lands on k */
+		if (rocksdb_iter_valid(it)) {
+			ik = rocksdb_iter_key(it, &iklen);
+			at = iklen == klen && memcmp(ik, k, klen) == 0;
+		}
+	}
+	if (!at)
+		rocksdb_iter_seek(it, (const char *)k, klen);
+	if (!rocksdb_iter_valid(it)) {
+		rocksdb_iter_get_error(it, &e);
+		if (e) {
+			log_warnx("-", "spool %s: read: %s", q->path, e);
+			rocksdb_free(e);
+			return -1;
+		}
+		return 0;
+	}
+	ik = rocksdb_iter_key(it, &iklen);
+	if (iklen != klen || memcmp(ik, k, klen) != 0)
+		return 0;
+	*v = rocksdb_iter_value(it, vlen);
+	return 1;
+}
+
 queue_msgid
 qdb_max_id(struct queue *q)
 {

@@ -209,6 +209,14 @@ int qdb_recover(struct queue *q, char *err, size_t errlen);
 /* loop side: the priority classes present in the due index */
 void qdb_due_classes(struct queue *q);
 queue_msgid qdb_max_id(struct queue *q);
+/* Read key k through an iterator kept across calls: next() when k follows
+ * the current key (reads in key order, as claims and outcomes mostly are,
+ * cost a step instead of a point read probing every memtable and level),
+ * else seek. 1 found (*v, *vlen point into the iterator), 0 absent, -1 on
+ * an iterator error (logged). */
+int qdb_iter_get(struct queue *q, rocksdb_iterator_t *it,
+                 const unsigned char *k, size_t klen, const char **v,
+                 size_t *vlen);
 
 /* queue_store.c */
 int qstore_start(struct queue *q);
@@ -228,6 +236,7 @@ struct qround {
 	struct qrcache *rc;
 	int unsynced;           /* an earlier batch of the round was not synced */
 	uint64_t min_due[QK_CLASSES]; /* earliest due key written, per class */
+	rocksdb_iterator_t *rit;  /* over rcpt, for the current op, or NULL */
 };
 
 /* queue_rcache.c: msg/rcpt records written in the current round */

@@ -104,43 +104,19 @@ scan_rcpt(struct queue *q, struct qscan *s, queue_msgid id, uint32_t idx,
           struct queue_rcpt *r)
 {
 	unsigned char k[QK_RCPT_LEN];
-	const char *ik, *v;
-	size_t klen, vlen;
-	char *e = NULL;
+	const char *v;
+	size_t vlen;
+	int f;
 
 	qk_rcpt(k, id, idx);
+	r->msgid = id;
+	r->idx = idx;
 	if (s->rit == NULL)
 		s->rit = rocksdb_create_iterator_cf(q->db, q->ropts,
 		    q->cf[QCF_RCPT]);
-	if (rocksdb_iter_valid(s->rit)) {
-		ik = rocksdb_iter_key(s->rit, &klen);
-		if (klen == QK_RCPT_LEN && memcmp(ik, k, klen) < 0)
-			rocksdb_iter_next(s->rit); /* usually lands on k */
-		if (rocksdb_iter_valid(s->rit)) {
-			ik = rocksdb_iter_key(s->rit, &klen);
-			if (klen != QK_RCPT_LEN || memcmp(ik, k, klen) != 0)
-				rocksdb_iter_seek(s->rit, (const char *)k, sizeof(k));
-		} else {
-			rocksdb_iter_seek(s->rit, (const char *)k, sizeof(k));
-		}
-	} else {
-		rocksdb_iter_seek(s->rit, (const char *)k, sizeof(k));
-	}
-	r->msgid = id;
-	r->idx = idx;
-	if (!rocksdb_iter_valid(s->rit)) {
-		rocksdb_iter_get_error(s->rit, &e);
-		if (e) {
-			log_warnx("-", "spool %s: read: %s", q->path, e);
-			rocksdb_free(e);
-			return -1;
-		}
-		return 0;
-	}
-	ik = rocksdb_iter_key(s->rit, &klen);
-	if (klen != QK_RCPT_LEN || memcmp(ik, k, klen) != 0)
-		return 0;
-	v = rocksdb_iter_value(s->rit, &vlen);
+	f = qdb_iter_get(q, s->rit, k, sizeof(k), &v, &vlen);
+	if (f <= 0)
+		return f;
 	return qrcpt_decode(v, vlen, r) == 0 ? 1 : 0;
 }
 

@@ -232,7 +232,7 @@ qstore_us(void)
 static int
 qstore_round(struct queue *q, struct qop *ops)
 {
-	struct qround r = { q, q->wb, q->rc, 0, { 0 } };
+	struct qround r = { q, q->wb, q->rc, 0, { 0 }, NULL };
 	enum queue_status st = QUEUE_OK;
 	size_t size, n_ops = 0;
 	uint64_t t0, sync_us = 0;
