@@ -208,8 +208,9 @@ void queue_msg_abort(struct queue_writer *w);
 uint64_t queue_write_backlog(const struct queue *q);
 
 /* ---- the scheduler's reads ----
- * Claim up to max recipients whose next attempt time is <= now_ms, oldest
- * due first, not held, and mark them in flight: they are not returned
+ * Claim up to max recipients whose next attempt time is <= now_ms, not
+ * held, those of a higher message priority first (priority clamped to
+ * -127..127), oldest due first within a priority, and mark them in flight: they are not returned
  * again until an outcome is recorded for them (or the process restarts:
  * at open every in-flight recipient is due again). Reads only the due
  * index, so costs O(returned). *out is an array the caller frees with
