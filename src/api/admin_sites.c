@@ -155,7 +155,7 @@ blocklist_release(struct admin_req *r)
 	if ((ja && !addr) || (js && !site) || (!addr && !site) ||
 	    (addr && strlen(addr) > 64) || (site && strlen(site) > ADMIN_SITE_KEY_MAX)) {
 		admin_reply_error(r->req, 400, "bad_parameter",
-		                  "give \"address\" (an IP), \"site\" (a site key), or both");
+		                  "give \"address\" (a sending IP or domain), \"site\" (a site key), or both");
 		return;
 	}
 	if (ops->blocklist_release(ops->ctx, addr, site) < 0) {

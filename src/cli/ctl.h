@@ -42,6 +42,7 @@ void ctl_print_kv(json_t *o, int indent);
 void ctl_print_messages(json_t *o);
 void ctl_print_message(json_t *o);
 void ctl_print_event(json_t *ev);
+void ctl_print_blocklists(json_t *o); /* addresses, domains, blocks */
 /* ctl_age - "3d4h", "12m", "40s" for a number of ms */
 const char *ctl_age(long long ms, char *buf, size_t len);
 

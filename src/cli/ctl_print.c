@@ -329,3 +329,71 @@ ctl_print_event(json_t *ev)
 		printf(" %s", gets_(ev, "reply", ""));
 	printf("\n");
 }
+
+/* zones_line - "zone=state" for each zone of an address or domain that is
+ * not clean; "clean" when none is */
+static void
+zones_line(json_t *zones)
+{
+	json_t *z;
+	size_t i;
+	int any = 0;
+
+	json_array_foreach(zones, i, z) {
+		const char *st = gets_(z, "state", "?");
+
+		if (strcmp(st, "clean") == 0 || strcmp(st, "unknown") == 0)
+			continue;
+		printf("%s%s=%s", any++ ? " " : "", gets_(z, "zone", "?"), st);
+	}
+	printf("%s\n", any ? "" : "clean");
+}
+
+/* print_blocks - the listing reason and, if any, the per-site blocks */
+static void
+print_blocks(json_t *a)
+{
+	json_t *b;
+	char t[32];
+	size_t i;
+
+	if (json_object_get(a, "reason"))
+		printf("    listed: %s\n", gets_(a, "reason", ""));
+	json_array_foreach(json_object_get(a, "blocked_at"), i, b)
+		printf("    blocked at %s since %s%s: %s\n", gets_(b, "site", "?"),
+		       hhmm(geti(b, "since_ms"), "%Y-%m-%d %H:%M", t, sizeof(t)),
+		       json_is_true(json_object_get(b, "suspended")) ? " (suspended)" : "",
+		       gets_(b, "reason", ""));
+}
+
+void
+ctl_print_blocklists(json_t *o)
+{
+	json_t *arr = json_object_get(o, "addresses"), *a;
+	size_t i;
+
+	printf("%-40s %-8s %-9s %s\n", "ADDRESS", "LISTED", "STATE", "ZONES");
+	json_array_foreach(arr, i, a) {
+		printf("%-40s %-8s %-9s ", gets_(a, "address", "?"),
+		       json_is_true(json_object_get(a, "listed")) ? "yes" : "no",
+		       json_is_true(json_object_get(a, "suspended")) ? "suspended" :
+		       json_is_true(json_object_get(a, "released")) ? "released" : "active");
+		zones_line(json_object_get(a, "zones"));
+		print_blocks(a);
+	}
+	if (json_array_size(arr) == 0)
+		printf("(no sending address is watched)\n");
+	arr = json_object_get(o, "domains");
+	if (json_array_size(arr) == 0)
+		return;
+	printf("\n%-40s %-8s %-9s %s\n", "SENDING DOMAIN", "LISTED", "STATE", "ZONES");
+	json_array_foreach(arr, i, a) {
+		printf("%-40s %-8s %-9s ", gets_(a, "domain", "?"),
+		       json_is_true(json_object_get(a, "listed")) ? "yes" : "no",
+		       json_is_true(json_object_get(a, "suspended")) ? "held" :
+		       json_is_true(json_object_get(a, "released")) ? "released" : "active");
+		zones_line(json_object_get(a, "zones"));
+		if (json_object_get(a, "reason"))
+			printf("    listed: %s\n", gets_(a, "reason", ""));
+	}
+}

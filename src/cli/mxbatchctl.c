@@ -43,6 +43,9 @@ usage(FILE *f)
 	    "  resume SITE | retry-site SITE\n"
 	    "  bounce --domain D|--tenant T|--sender S [--delete]\n"
 	    "  suppressions\n"
+	    "  blocklists                     sending addresses/domains: listings, blocks\n"
+	    "  unblock ADDRESS|DOMAIN [--site SITE] | unblock --site SITE\n"
+	    "                                 release a listing or a reply-driven block\n"
 	    "  events [--follow] [--since CURSOR] [--envid E] [--tenant T] [--terminal]\n"
 	    "  health | metrics\n");
 }
@@ -215,6 +218,30 @@ cmd_bounce(const struct ctl *c, const struct opts *o)
 	return rc;
 }
 
+static void
+show_released(json_t *o)
+{
+	printf("%s\n", json_string_value(json_object_get(o, "status")) ?
+	       json_string_value(json_object_get(o, "status")) : "done");
+}
+
+/* cmd_unblock - POST /v1/blocklists/release for an address or domain,
+ * one site, or both */
+static int
+cmd_unblock(const struct ctl *c, const char *what, const struct opts *o)
+{
+	json_t *body = json_object();
+	int rc;
+
+	if (what)
+		json_object_set_new(body, "address", json_string(what));
+	if (o->site)
+		json_object_set_new(body, "site", json_string(o->site));
+	rc = call(c, "POST", "/v1/blocklists/release", body, show_released);
+	json_decref(body);
+	return rc;
+}
+
 /* events_once - one long-poll; prints events; updates cursor; -1 error */
 static int
 events_once(const struct ctl *c, const struct opts *o, char **cursor, size_t *n)
@@ -300,6 +327,11 @@ dispatch(struct ctl *c, const char *cmd, const char *arg, int nargs,
 	           !strcmp(cmd, "suspend") || !strcmp(cmd, "resume") ||
 	           !strcmp(cmd, "retry-site");
 
+	if (!strcmp(cmd, "unblock")) {
+		if (nargs > 1 || (nargs == 0 && !o->site))
+			goto usage;
+		return cmd_unblock(c, arg, o);
+	}
 	if (nargs != need)
 		goto usage;
 	if (!strcmp(cmd, "queue"))
@@ -312,6 +344,8 @@ dispatch(struct ctl *c, const char *cmd, const char *arg, int nargs,
 		return call(c, "GET", "/v1/suppressions", NULL, show_kv);
 	if (!strcmp(cmd, "metrics"))
 		return cmd_metrics(c);
+	if (!strcmp(cmd, "blocklists"))
+		return call(c, "GET", "/v1/blocklists", NULL, ctl_print_blocklists);
 	if (!strcmp(cmd, "messages"))
 		return cmd_messages(c, o);
 	if (!strcmp(cmd, "events"))

@@ -5,6 +5,7 @@ Real daemon, real dnsmasq serving fake block-list zones, test MX sinks that
 record the source address (`peer`) of every connection. mxbatchd sends from
 127.0.0.2 / 127.0.0.3 (pool addresses bound per connection).
 """
+import os
 import re
 import smtplib
 import ssl
@@ -32,6 +33,7 @@ def reversed_name(ip, zone):
     return ".".join(reversed(ip.split("."))) + "." + zone
 
 
+CTL = os.path.join(world.BUILD_DIR, "src", "cli", "mxbatchctl")
 LISTED = "550 5.7.1 Service unavailable; client [%s] listed at zen.spamhaus.org"
 
 
@@ -100,6 +102,13 @@ class ReputationTest(unittest.TestCase):
         bad = [r for r in d.delivery_records()
                if r["event"] in ("Bounce", "Expiration")]
         self.assertEqual(bad, [])
+
+    def ctl(self, d, *args, expect=0):
+        """mxbatchctl against d; its standard output"""
+        p = subprocess.run([CTL, "-c", d.config_path] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, expect, (args, p.stdout, p.stderr))
+        return p.stdout
 
     # ------------------------------------------------- pool by tenant/listener
     def test_pool_chosen_by_tenant_then_listener_then_site(self):
@@ -364,15 +373,22 @@ class ReputationTest(unittest.TestCase):
                          timeout=8, what="the second listing")
         self.assertEqual(submit(d.routing_socket, "s@src.test", ["h4@dest.test"]), {})
         world.wait_until(lambda: self.held(d, "h4@dest.test"), timeout=10, what="h4 held")
-        st, res = d.admin("POST", "/v1/blocklists/release", {"address": "src.test"})
+        out = self.ctl(d, "blocklists")
+        self.assertRegex(out, r"(?m)^SENDING DOMAIN .*\n(.*\n)*src\.test +yes +held +dbl\.test=listed$")
+        self.assertIn("\n    listed: listed at dbl.test", out)
+        self.assertRegex(out, r"(?m)^brand\.test +no +active +dbl\.test=misconfigured$")
+        self.assertEqual(self.ctl(d, "unblock", "src.test"), "released\n")
+        st, res = d.admin("GET", "/v1/blocklists")
         self.assertEqual(st, 200, res)
-        doms = {x["domain"]: x for x in res["blocklists"]["domains"]}
+        doms = {x["domain"]: x for x in res["domains"]}
         self.assertEqual((doms["src.test"]["listed"], doms["src.test"]["released"]),
                          (True, True))
         world.wait_until(lambda: "h4@dest.test" in sink.delivered(), timeout=15,
                          what="h4 delivered after the release")
         st, _ = d.admin("POST", "/v1/blocklists/release", {"address": "nope.test"})
         self.assertEqual(st, 404)
+        self.ctl(d, "unblock", "nope.test", expect=1)
+        self.ctl(d, "unblock", expect=2)
         self.no_bounces(d)
         self.assertEqual(self.log_has(d, "source address now"), [])
 
@@ -461,9 +477,11 @@ class ReputationTest(unittest.TestCase):
         self.assertGreaterEqual(self.metrics(d).get("reply_blocks", 0), 1)
         # the operator releases it: A1 is the site's address again (and is
         # refused again by this receiver, which blocks it again)
-        st, res = d.admin("POST", "/v1/blocklists/release",
-                          {"address": A1, "site": site["site"]})
-        self.assertEqual(st, 200, res)
+        out = self.ctl(d, "blocklists")
+        self.assertRegex(out, r"(?m)^%s +no +active +clean\n    blocked at %s since "
+                         r"[-0-9: ]+ \(suspended\): .*zen\.spamhaus\.org" % (re.escape(A1),
+                                                                  re.escape(site["site"])))
+        self.assertEqual(self.ctl(d, "unblock", A1, "--site", site["site"]), "released\n")
         s = self.site_json(d, "mx.blk.test")
         self.assertFalse(self.source(s, A1)["blocked"])
         self.assertEqual(s["source_address"], A1)
