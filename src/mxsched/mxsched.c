@@ -317,6 +317,13 @@ sched_out_list(const struct pending_out *p, size_t *n)
 }
 
 void
+sched_out_unwarn(struct pending_out *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		p->o[i].warned_ms = 0;
+}
+
+void
 sched_out_written(struct pending_out *p)
 {
 	if (p->loglen)

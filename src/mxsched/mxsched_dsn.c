@@ -145,6 +145,15 @@ job_log(struct dsn_job *j, queue_msgid dsn_id)
 		dlog_append(line, (size_t)n);
 }
 
+/* job_alone - the DSN was dropped: its outcomes stand without it, and a
+ * delay warning that was not sent is not remembered as sent */
+static void
+job_alone(struct dsn_job *j)
+{
+	sched_out_unwarn(j->out);
+	sched_out_submit(j->out);
+}
+
 static void
 job_on_committed(void *arg, enum queue_status st, queue_msgid id)
 {
@@ -169,7 +178,7 @@ job_on_committed(void *arg, enum queue_status st, queue_msgid id)
 	} else {
 		log_warnx(j->msg->idtext, "DSN for %zu recipient(s) not queued: %s",
 		          j->n, queue_status_to_text(st));
-		sched_out_submit(j->out); /* the outcomes stand without it */
+		job_alone(j);
 	}
 	job_free(j);
 }
@@ -220,7 +229,7 @@ job_run(void *val, void *arg)
 
 	(void)arg;
 	if ((w = job_compose(j)) == NULL) {
-		sched_out_submit(j->out); /* the outcomes stand without it */
+		job_alone(j);
 		job_free(j);
 		return;
 	}

@@ -365,6 +365,8 @@ void sched_out_submit(struct pending_out *p);
 /* the round's outcomes (to write them with another op) */
 const struct queue_outcome *sched_out_list(const struct pending_out *p,
                                            size_t *n);
+/* forget the delay-warning times of its outcomes (the warning was not sent) */
+void sched_out_unwarn(struct pending_out *p);
 /* they are durable (written with another op): log them, free p */
 void sched_out_written(struct pending_out *p);
 void sched_out_free(struct pending_out *p);
