@@ -268,18 +268,45 @@ class AdminBounceTest(NotifyWorld):
         submit(self.d.routing_socket, "author@src.test", ["slow1@t.test", "ok5@n.test"],
                body("a"))
         submit(self.d.routing_socket, "author2@src.test", ["slow2@t.test"], body("b"))
-        world.wait_until(lambda: self.deferrals("slow1@t.test") == 1 and
-                         self.deferrals("slow2@t.test") == 1, timeout=20, what="deferrals")
+        submit(self.d.routing_socket, "author3@src.test", ["slow3@t.test", "slow4@t.test"],
+               body("c"))
+        world.wait_until(lambda: all(self.deferrals("slow%d@t.test" % i) == 1
+                                     for i in range(1, 5)), timeout=20, what="deferrals")
+        p = subprocess.run([CTL, "-c", self.d.config_path, "bounce", "--domain", "t.test",
+                            "--sender", "author@src.test"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertIn("bounced: 1 recipients of 1 messages", p.stdout)
         p = subprocess.run([CTL, "-c", self.d.config_path, "bounce", "--domain", "t.test"],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
-        self.assertIn("bounced: 2 recipients of 2 messages", p.stdout)
-        msgs = self.dsns_at_home(2, "two DSNs")
+        self.assertIn("bounced: 3 recipients of 2 messages", p.stdout)
+        msgs = self.dsns_at_home(3, "three DSNs")
         self.assertEqual(sorted(str(m["To"]).strip("<>") for m in msgs),
-                         ["author2@src.test", "author@src.test"])
+                         ["author2@src.test", "author3@src.test", "author@src.test"])
         counts = self.terminal_counts()
-        for a in ("slow1@t.test", "slow2@t.test", "ok5@n.test"):
+        for a in ["slow%d@t.test" % i for i in range(1, 5)] + ["ok5@n.test"]:
             self.assertEqual(counts[a], 1, a)
+
+    def test_cli_delete_with_bounce(self):
+        if not os.path.exists(CTL):
+            self.skipTest("mxbatchctl not built")
+        submit(self.d.routing_socket, "author@src.test", ["slow6@t.test", "slow7@t.test"],
+               body("d"), rcpt_options=["NOTIFY=NEVER"])
+        world.wait_until(lambda: self.deferrals("slow7@t.test") == 1, timeout=20,
+                         what="deferral")
+        mid = self.message_id("slow7@t.test")
+        p = subprocess.run([CTL, "-c", self.d.config_path, "delete", "--bounce", mid],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, (p.stdout, p.stderr))
+        self.assertIn("bounce: %s (2 recipients)" % mid, p.stdout)
+        # NOTIFY=NEVER: bounced, logged, no DSN
+        self.assertEqual([b["recipient"] for b in self.records("Bounce")],
+                         ["slow6@t.test", "slow7@t.test"])
+        self.assertEqual(self.dsn_events(), [])
+        p = subprocess.run([CTL, "-c", self.d.config_path, "delete", "--bounce", mid],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 1, (p.stdout, p.stderr))
 
 
 if __name__ == "__main__":
