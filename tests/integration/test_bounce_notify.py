@@ -129,11 +129,18 @@ class DelayWarningIntervalTest(NotifyWorld):
     def test_warning_again_after_the_interval(self):
         rcpts = ["slow-r1@t.test", "slow-r2@t.test"]
         submit(self.d.routing_socket, "author@src.test", rcpts, body("z"))  # no NOTIFY
-        world.wait_until(lambda: all(self.deferrals(a) >= 3 for a in rcpts),
+        submit(self.d.routing_socket, "", ["slow-null@t.test"], body("a bounce"))
+        world.wait_until(lambda: all(self.deferrals(a) >= 3
+                                     for a in rcpts + ["slow-null@t.test"]),
                          timeout=30, what="3 deferrals each")
         records = self.d.delivery_records()
+        mid = [r["id"] for r in records if r["event"] == "Reception"
+               and r.get("sender") == "author@src.test"][0]
         warned = [r for r in records if r["event"] == "DSN"]
-        deferred = [r for r in records if r["event"] == "TransientFailure"]
+        # never a warning to the null sender
+        self.assertEqual({r["id"] for r in warned}, {mid})
+        deferred = [r for r in records if r["event"] == "TransientFailure"
+                    and r["id"] == mid]
         # the first attempt of both was one transaction: one warning for both
         self.assertEqual(warned[0]["recipients"], 2)
         # a warning with every deferral: the interval is over each time
