@@ -236,6 +236,11 @@ static int ops_bounce(void *c, uint64_t id, const char *domain, const char *who,
 {
 	return mxsched_msg_bounce(c, id, domain, who, done, arg);
 }
+static int ops_delete(void *c, uint64_t id, const char *domain, const char *who,
+                      void (*done)(void *, int, size_t), void *arg)
+{
+	return mxsched_msg_delete(c, id, domain, who, done, arg);
+}
 
 static int ops_domain_site(void *c, const char *dom, char *out, size_t len)
 {
@@ -247,7 +252,7 @@ admin_ops(struct daemon *d)
 	d->admin_ops = (struct admin_sched_ops){ NULL, ops_sites, ops_site, ops_suspend,
 	                                        ops_resume, ops_retry, ops_metrics,
 	                                        ops_blocklists, ops_bl_release,
-	                                        ops_domain_site, ops_bounce };
+	                                        ops_domain_site, ops_bounce, ops_delete };
 	return &d->admin_ops; /* ctx is set once the scheduler exists */
 }
 #elif defined(MXB_HAVE_API)

@@ -106,6 +106,12 @@ json_t *admin_queue_counters_json(struct admin *a);
 
 void admin_msg_route(struct admin_req *r);
 void admin_msg_bounce(struct admin_req *r);
+/* is domain served by site, as the scheduler last resolved it (a pool's
+ * twin "SITE@POOL" counts as SITE)? ops->domain_site must be set */
+int admin_domain_at_site(const struct admin_sched_ops *ops, const char *site,
+                         const char *domain);
+/* does the scheduler know site? */
+int admin_site_known(const struct admin_sched_ops *ops, const char *site);
 void admin_ops_detach(struct admin *a);
 
 void admin_sites_route(struct admin_req *r);

@@ -99,20 +99,36 @@ rcpt_json(const struct queue_rcpt *rc)
 	return o;
 }
 
-/* domain_at_site - is domain served by the filter's site (as the
- * scheduler last resolved it)? A pool's twin "SITE@POOL" counts as SITE
- * (which pool a message uses is the scheduler's choice). Recipients of
- * one message mostly share domains: the last answer is kept. */
-static int
-domain_at_site(struct list_filter *f, const char *domain)
+int
+admin_domain_at_site(const struct admin_sched_ops *ops, const char *site,
+                     const char *domain)
 {
 	char key[4096];
 
+	return ops->domain_site(ops->ctx, domain, key, sizeof(key)) == 0 &&
+	       strncmp(key, site, strlen(key)) == 0 &&
+	       (site[strlen(key)] == '\0' || site[strlen(key)] == '@');
+}
+
+int
+admin_site_known(const struct admin_sched_ops *ops, const char *site)
+{
+	json_t *s;
+
+	if (strlen(site) > 1024 || (s = ops->site(ops->ctx, site)) == NULL)
+		return 0;
+	json_decref(s);
+	return 1;
+}
+
+/* domain_at_site - admin_domain_at_site for the filter; recipients of one
+ * message mostly share domains: the last answer is kept */
+static int
+domain_at_site(struct list_filter *f, const char *domain)
+{
 	if (strcmp(f->last_dom, domain) == 0)
 		return f->last_hit;
-	f->last_hit = f->ops->domain_site(f->ops->ctx, domain, key, sizeof(key)) == 0 &&
-	              strncmp(key, f->site, strlen(key)) == 0 &&
-	              (f->site[strlen(key)] == '\0' || f->site[strlen(key)] == '@');
+	f->last_hit = admin_domain_at_site(f->ops, f->site, domain);
 	if (strlen(domain) < sizeof(f->last_dom))
 		memcpy(f->last_dom, domain, strlen(domain) + 1);
 	return f->last_hit;
@@ -156,18 +172,16 @@ static int
 site_filter(struct admin_req *r, struct list_filter *f, const char *key)
 {
 	const struct admin_sched_ops *ops = r->a->ops;
-	json_t *s;
 
 	if (ops == NULL || ops->site == NULL || ops->domain_site == NULL) {
 		admin_reply_error(r->req, 503, "scheduler_unavailable",
 		                  "site filter needs the scheduler");
 		return -1;
 	}
-	if (strlen(key) > 1024 || (s = ops->site(ops->ctx, key)) == NULL) {
+	if (!admin_site_known(ops, key)) {
 		admin_reply_error(r->req, 404, "unknown_site", "no site '%s'", key);
 		return -1;
 	}
-	json_decref(s);
 	f->site = key;
 	f->ops = ops;
 	return 0;

@@ -215,16 +215,18 @@ op_on_bounced(void *arg, int st, size_t n)
 	op_on_done(op, (enum queue_status)st);
 }
 
-/* msg_bounce - DELETE /v1/messages/{id}?bounce=1 */
+/* msg_sched - DELETE /v1/messages/{id}, with ?bounce=1 (dsn) or not: the
+ * scheduler takes every live recipient, lets one in a transaction finish
+ * it, and writes one terminal line per recipient (Bounce, AdminAction) */
 static void
-msg_bounce(struct admin_req *r, queue_msgid id)
+msg_sched(struct admin_req *r, queue_msgid id, int dsn)
 {
 	const struct admin_sched_ops *ops = r->a->ops;
 	struct queue_envelope *env;
 	struct admin_op *op;
 	int rc;
 
-	if (ops == NULL || ops->msg_bounce == NULL || ops->ctx == NULL) {
+	if (dsn && (ops == NULL || ops->msg_bounce == NULL || ops->ctx == NULL)) {
 		admin_reply_error(r->req, 503, "scheduler_unavailable",
 		                  "bouncing needs the scheduler (DSNs)");
 		return;
@@ -233,21 +235,31 @@ msg_bounce(struct admin_req *r, queue_msgid id)
 		admin_reply_error(r->req, 404, "unknown_message", "no message %s", r->seg[2]);
 		return;
 	}
-	op = op_new(r->a, r->req, id, "bounce");
-	op_log_msg(op, r->a, env, r->who, NULL);
+	op = op_new(r->a, r->req, id, dsn ? "bounce" : "delete");
+	if (dsn)
+		op_log_msg(op, r->a, env, r->who, NULL);
 	queue_envelope_free(env);
-	rc = ops->msg_bounce(ops->ctx, id, NULL, r->who, op_on_bounced, op);
+	rc = (dsn ? ops->msg_bounce : ops->msg_delete)(ops->ctx, id, NULL, r->who,
+	                                              op_on_bounced, op);
 	if (rc < 0) {
 		op_free_unanswered(op);
 		if (rc == -2)
-			admin_reply_error(r->req, 409, "busy", "a bounce of %s is in progress",
-			                  r->seg[2]);
+			admin_reply_error(r->req, 409, "busy", "a bounce or delete of %s is "
+			                  "in progress", r->seg[2]);
 		else
 			admin_reply_error(r->req, 404, "unknown_message", "no message %s",
 			                  r->seg[2]);
 		return;
 	}
-	admin_audit(r->a, r->who, op->idt, "bounce message");
+	admin_audit(r->a, r->who, op->idt, "%s message", dsn ? "bounce" : "delete");
+}
+
+/* sched_deletes - the scheduler is there to delete (in order with its
+ * transactions); without it the store deletes directly */
+static int
+sched_deletes(const struct admin *a)
+{
+	return a->ops && a->ops->msg_delete && a->ops->ctx;
 }
 
 /* msg_retry_now - deferred recipients of one message become due now.
@@ -276,8 +288,9 @@ admin_msg_action(struct admin_req *r, queue_msgid id, const char *action)
 	struct queue_envelope *env;
 	const char *b = admin_query(r, "bounce");
 
-	if (strcmp(action, "delete") == 0 && b && strcmp(b, "0") != 0) {
-		msg_bounce(r, id);
+	if (strcmp(action, "delete") == 0 && ((b && strcmp(b, "0") != 0) ||
+	    sched_deletes(a))) {
+		msg_sched(r, id, b && strcmp(b, "0") != 0);
 		return;
 	}
 	if (strcmp(action, "hold") && strcmp(action, "release") &&
@@ -307,25 +320,62 @@ admin_msg_action(struct admin_req *r, queue_msgid id, const char *action)
 /* ---- POST /v1/bounce ---- */
 
 struct bounce_sel {
-	const char *domain, *tenant, *sender;
+	const char *domain, *tenant, *sender, *site;
 	const char *who;
-	int dsn;                      /* action=bounce: ids only */
+	int dsn;                      /* action=bounce */
+	int sched;                    /* the scheduler removes them: ids only */
+	const struct admin_sched_ops *ops;
 	struct admin_op *op;
 	struct queue_outcome *o;
 	size_t n, cap, msgs;
-	queue_msgid *ids;             /* action=bounce: the messages */
+	queue_msgid *ids;             /* sched: the messages */
+	char **doms;                  /* sched: their domains to take, or NULL */
 	size_t idcap;
+	char *cur;                    /* the message being looked at: its
+	                               * matching domains, comma-separated */
 };
 
-/* sel_add_id - a message to bounce (action=bounce) */
+/* sel_add_id - a message for the scheduler, with its domains (or NULL) */
 static void
-sel_add_id(struct bounce_sel *s, queue_msgid id)
+sel_add_id(struct bounce_sel *s, queue_msgid id, char *doms)
 {
 	if (s->msgs == s->idcap) {
 		s->idcap = s->idcap ? 2 * s->idcap : 64;
 		s->ids = xrealloc(s->ids, s->idcap * sizeof(*s->ids));
+		s->doms = xrealloc(s->doms, s->idcap * sizeof(*s->doms));
 	}
 	s->ids[s->msgs] = id;
+	s->doms[s->msgs] = doms;
+}
+
+/* sel_add_domain - domain joins the current message's list (once) */
+static void
+sel_add_domain(struct bounce_sel *s, const char *domain)
+{
+	size_t n = strlen(domain), have = s->cur ? strlen(s->cur) : 0;
+	const char *p, *e;
+
+	for (p = s->cur; p && *p; p = *e ? e + 1 : e) {
+		e = strchr(p, ',');
+		e = e ? e : p + strlen(p);
+		if ((size_t)(e - p) == n && strncasecmp(p, domain, n) == 0)
+			return;
+	}
+	s->cur = xrealloc(s->cur, have + n + 2);
+	snprintf(s->cur + have, n + 2, "%s%s", have ? "," : "", domain);
+}
+
+/* sel_rcpt - does one recipient belong to the selection? */
+static int
+sel_rcpt(struct bounce_sel *s, const struct queue_rcpt *rc)
+{
+	if (s->domain && strcasecmp(s->domain, rc->domain))
+		return 0;
+	if (s->site && !admin_domain_at_site(s->ops, s->site, rc->domain))
+		return 0;
+	if (s->sched && s->site)
+		sel_add_domain(s, rc->domain);
+	return 1;
 }
 
 /* bounce_msg - DELETED outcomes for a message's selected recipients */
@@ -340,10 +390,10 @@ bounce_msg(struct admin *a, struct bounce_sel *s, const struct queue_envelope *e
 		return;
 	n = queue_msg_rcpts(a->q, e->id, &rc);
 	for (int i = 0; i < n; i++) {
-		if (s->domain && strcasecmp(s->domain, rc[i].domain))
+		if (!sel_rcpt(s, &rc[i]))
 			continue;
 		hit = 1;
-		if (s->dsn) {
+		if (s->sched) {
 			s->n++; /* the scheduler takes them (and reports how many) */
 			continue;
 		}
@@ -358,11 +408,15 @@ bounce_msg(struct admin *a, struct bounce_sel *s, const struct queue_envelope *e
 		s->o[s->n].by = s->who;
 		s->n++;
 	}
-	if (hit && s->dsn)
-		sel_add_id(s, e->id);
+	if (hit && s->sched) {
+		sel_add_id(s, e->id, s->cur);
+		s->cur = NULL;
+	}
+	free(s->cur);
+	s->cur = NULL;
 	s->msgs += (size_t)hit;
 	queue_rcpts_free(rc, n > 0 ? (size_t)n : 0);
-	if (hit)
+	if (hit && (s->dsn || !s->sched)) /* the scheduler logs its deletes */
 		op_log_msg(s->op, a, e, s->who, s->domain);
 }
 
@@ -418,12 +472,17 @@ bounce_params(struct admin_req *r, struct bounce_sel *s, queue_msgid *after)
 	s->domain = body_str(r, "domain");
 	s->tenant = body_str(r, "tenant");
 	s->sender = body_str(r, "sender");
-	if (!s->domain && !s->tenant && !s->sender)
+	s->site = body_str(r, "site");
+	s->ops = r->a->ops;
+	if (!s->domain && !s->tenant && !s->sender && !s->site)
 		admin_reply_error(r->req, 400, "bad_request",
-		                  "name what to remove: domain, tenant or sender");
-	else if (body_str(r, "site"))
-		admin_reply_error(r->req, 501, "not_implemented",
-		                  "by site: the scheduler does not list a site's domains");
+		                  "name what to remove: domain, site, tenant or sender");
+	else if (s->site && (s->ops == NULL || s->ops->site == NULL ||
+	         s->ops->domain_site == NULL || s->ops->ctx == NULL))
+		admin_reply_error(r->req, 503, "scheduler_unavailable",
+		                  "selecting by site needs the scheduler");
+	else if (s->site && !admin_site_known(s->ops, s->site))
+		admin_reply_error(r->req, 404, "unknown_site", "no site '%.200s'", s->site);
 	else if (strcmp(action, "delete") != 0 && strcmp(action, "bounce") != 0)
 		admin_reply_error(r->req, 400, "bad_request", "action: delete or bounce");
 	else if (strcmp(action, "bounce") == 0 && (r->a->ops == NULL ||
@@ -432,6 +491,7 @@ bounce_params(struct admin_req *r, struct bounce_sel *s, queue_msgid *after)
 		                  "bouncing needs the scheduler (DSNs)");
 	else {
 		s->dsn = strcmp(action, "bounce") == 0;
+		s->sched = s->dsn || sched_deletes(r->a);
 		return after_s ? admin_msg_id_parse(r, after_s, after) : 0;
 	}
 	return -1;
@@ -470,9 +530,10 @@ bounce_many(struct admin_req *r, struct bounce_sel *s)
 	bm->pending = 1; /* until every message is started */
 	for (size_t i = 0; i < s->msgs; i++) {
 		bm->pending++;
-		if (ops->msg_bounce(ops->ctx, s->ids[i], s->domain, r->who,
-		                    many_on_bounced, bm) < 0)
-			bm->pending--; /* gone meanwhile, or being bounced already */
+		if ((s->dsn ? ops->msg_bounce : ops->msg_delete)(ops->ctx, s->ids[i],
+		    s->doms[i] ? s->doms[i] : s->domain, r->who, many_on_bounced, bm) < 0)
+			bm->pending--; /* gone meanwhile, or being removed already */
+		free(s->doms[i]);
 	}
 	many_on_bounced(bm, QUEUE_OK, 0);
 }
@@ -496,10 +557,10 @@ admin_msg_bounce(struct admin_req *r)
 	                      "recipients", (json_int_t)s.n,
 	                      "next", more ? json_string(idt) : json_null());
 	admin_audit(r->a, r->who, "-", "%s %zu recipients of %zu messages "
-	            "(domain=%s tenant=%s sender=%s)", op->action, s.n, s.msgs,
-	            s.domain ? s.domain : "*", s.tenant ? s.tenant : "*",
-	            s.sender ? s.sender : "*");
-	if (s.dsn)
+	            "(domain=%s site=%s tenant=%s sender=%s)", op->action, s.n, s.msgs,
+	            s.domain ? s.domain : "*", s.site ? s.site : "*",
+	            s.tenant ? s.tenant : "*", s.sender ? s.sender : "*");
+	if (s.sched)
 		bounce_many(r, &s);
 	else if (s.n == 0)
 		op_on_done(op, QUEUE_OK);
@@ -507,4 +568,5 @@ admin_msg_bounce(struct admin_req *r)
 		queue_outcomes(r->a->q, s.o, s.n, op_on_done, op);
 	free(s.o);
 	free(s.ids);
+	free(s.doms);
 }

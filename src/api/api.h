@@ -100,6 +100,11 @@ struct admin_sched_ops {
 	 * unknown message, -2 a bounce of it is in progress (no done call) */
 	int (*msg_bounce)(void *ctx, uint64_t id, const char *domain, const char *who,
 	                  void (*done)(void *arg, int status, size_t n), void *arg);
+	/* the same as a delete: no DSN, one terminal AdminAction line per
+	 * recipient written by the scheduler; a recipient in a transaction
+	 * finishes it first. domain may list several, comma-separated */
+	int (*msg_delete)(void *ctx, uint64_t id, const char *domain, const char *who,
+	                  void (*done)(void *arg, int status, size_t n), void *arg);
 };
 struct admin;
 /* admin_start - listen on [admin] listen with the bearer token(s) of

@@ -41,7 +41,7 @@ usage(FILE *f)
 	    "  hold|release|retry|delete ID   act on one message (delete --bounce: DSNs)\n"
 	    "  suspend SITE [--for 10m] [--reason TEXT]\n"
 	    "  resume SITE | retry-site SITE\n"
-	    "  bounce --domain D|--tenant T|--sender S [--delete]\n"
+	    "  bounce --domain D|--site SITE|--tenant T|--sender S [--delete]\n"
 	    "  suppressions\n"
 	    "  blocklists                     sending addresses/domains: listings, blocks\n"
 	    "  unblock ADDRESS|DOMAIN [--site SITE] | unblock --site SITE\n"
@@ -192,6 +192,7 @@ cmd_bounce(const struct ctl *c, const struct opts *o)
 		if (o->domain) json_object_set_new(body, "domain", json_string(o->domain));
 		if (o->tenant) json_object_set_new(body, "tenant", json_string(o->tenant));
 		if (o->sender) json_object_set_new(body, "sender", json_string(o->sender));
+		if (o->site) json_object_set_new(body, "site", json_string(o->site));
 		if (next) json_object_set_new(body, "after", json_string(next));
 		free(next);
 		next = NULL;
@@ -351,7 +352,7 @@ dispatch(struct ctl *c, const char *cmd, const char *arg, int nargs,
 	if (!strcmp(cmd, "events"))
 		return cmd_events(c, o);
 	if (!strcmp(cmd, "bounce")) {
-		if (!o->domain && !o->tenant && !o->sender)
+		if (!o->domain && !o->tenant && !o->sender && !o->site)
 			goto usage;
 		return cmd_bounce(c, o);
 	}

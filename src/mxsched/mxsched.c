@@ -166,6 +166,8 @@ sched_out_add(struct pending_out *p, struct rcpt *r, enum queue_outcome_kind kin
 	o->reply.enhanced = sched_out_str(p, rp->enhanced && *rp->enhanced ? rp->enhanced : NULL);
 	o->reply.text = sched_out_str(p, rp->text);
 	o->reply.mx = sched_out_str(p, rp->mx_host);
+	if (kind == QUEUE_OUT_DELETED)
+		o->by = sched_out_str(p, rp->by);
 	if (kind_event[kind])
 		log_line(p, kind_event[kind], r, rp, category, next_ms);
 }

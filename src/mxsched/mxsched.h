@@ -71,6 +71,13 @@ int mxsched_blocklist_release(struct mxsched *s, const char *address,
 typedef void (*mxsched_bounce_cb)(void *arg, int status, size_t n);
 int mxsched_msg_bounce(struct mxsched *s, uint64_t id, const char *domain,
                        const char *who, mxsched_bounce_cb done, void *arg);
+/* The same without the DSN: each recipient gets one terminal AdminAction
+ * line (action "delete", by who) once its removal is durable; one in a
+ * transaction finishes it first (delivered stays delivered, a 5xx from
+ * the MX is its Bounce). domain: NULL, or a comma-separated list (also
+ * for mxsched_msg_bounce). -2: a bounce or delete of it is in progress. */
+int mxsched_msg_delete(struct mxsched *s, uint64_t id, const char *domain,
+                       const char *who, mxsched_bounce_cb done, void *arg);
 
 /* ---- retry and backoff arithmetic (pure; mxsched_backoff.c) ---- */
 

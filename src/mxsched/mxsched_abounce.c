@@ -1,11 +1,12 @@
 /*
- * mxsched_abounce.c - an operator bounces a message (admin API: DELETE
- * /v1/messages/{id}?bounce=1, POST /v1/bounce action=bounce). Every
- * non-terminal recipient of the message (of one domain, if given) fails
- * with 5.0.0 "deleted by administrator": one Bounce line each in the
+ * mxsched_abounce.c - an operator bounces or deletes a message (admin API:
+ * DELETE /v1/messages/{id}[?bounce=1], POST /v1/bounce). Every
+ * non-terminal recipient of the message (of the given domains, if any)
+ * fails with 5.0.0 "deleted by administrator": one Bounce line each in the
  * delivery log (with who did it), and one DSN to the sender for all of
  * them (NOTIFY respected, never to the null sender), written in the same
- * store batch as their outcomes.
+ * store batch as their outcomes. A delete is the same job without the
+ * DSN: one terminal AdminAction line per recipient.
  *
  * Recipients are wherever the scheduler left them: only on disk (queued,
  * held), claimed and waiting for DNS or in a site's ready queue, or in a
@@ -33,8 +34,10 @@
 struct abounce {
 	struct mxsched *s;
 	struct qmsg *msg;            /* held until the job ends */
-	char *domain;                /* only these recipients; NULL = all */
+	char *domain;                /* only these recipients' domains (a
+	                              * comma-separated list); NULL = all */
 	char *who;
+	int dsn;                     /* bounce (a DSN); 0: delete */
 	struct rcpt_list held;       /* taken out of the scheduler */
 	size_t n_held;
 	size_t bounced;
@@ -44,10 +47,28 @@ struct abounce {
 	void *arg;
 };
 
+/* ab_domain_match - domain is one of the job's domains (or it has none) */
+static int
+ab_domain_match(const struct abounce *ab, const char *domain)
+{
+	size_t n = strlen(domain);
+	const char *p = ab->domain, *e;
+
+	if (p == NULL)
+		return 1;
+	for (; *p; p = *e ? e + 1 : e) {
+		e = strchr(p, ',');
+		e = e ? e : p + strlen(p);
+		if ((size_t)(e - p) == n && strncasecmp(p, domain, n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static int
 ab_match(const struct abounce *ab, const struct rcpt *r)
 {
-	return ab->domain == NULL || strcasecmp(ab->domain, r->domain) == 0;
+	return ab_domain_match(ab, r->domain ? r->domain : "");
 }
 
 static void
@@ -138,7 +159,7 @@ ab_collect(struct abounce *ab, struct rcpt_list *disk)
 	int n = queue_msg_rcpts(ab->s->q, ab->msg->id, &qr), rc = 0;
 
 	for (int i = 0; i < n && rc == 0; i++) {
-		if (ab->domain && strcasecmp(ab->domain, qr[i].domain ? qr[i].domain : ""))
+		if (!ab_domain_match(ab, qr[i].domain ? qr[i].domain : ""))
 			continue;
 		if (ab_holds(ab, qr[i].idx))
 			continue;
@@ -190,13 +211,15 @@ ab_finish(struct abounce *ab, struct rcpt_list *disk)
 	while ((r = TAILQ_FIRST(&ab->held)) != NULL) {
 		TAILQ_REMOVE(&ab->held, r, link);
 		ab->bounced++;
-		s->bounced++;
-		sched_outcome(s, r, QUEUE_OUT_BOUNCED, 0, SREPLY(.enhanced = "5.0.0",
-		              .text = text, .category = "admin", .by = ab->who));
+		s->bounced += ab->dsn;
+		sched_outcome(s, r, ab->dsn ? QUEUE_OUT_BOUNCED : QUEUE_OUT_DELETED, 0,
+		              SREPLY(.enhanced = "5.0.0", .text = text,
+		                     .category = "admin", .by = ab->who));
 	}
 	ab->n_held = 0;
 	ab->finished = 1;
-	log_info(ab->msg->idtext, "%zu recipient(s) bounced by %s", ab->bounced, ab->who);
+	log_info(ab->msg->idtext, "%zu recipient(s) %s by %s", ab->bounced,
+	         ab->dsn ? "bounced" : "deleted", ab->who);
 	sched_flush(s);
 	/* ops complete in order: this empty write is durable after them */
 	s->busy_writes++;
@@ -254,9 +277,10 @@ ab_free(struct abounce *ab, int unmap)
 	free(ab);
 }
 
-int
-mxsched_msg_bounce(struct mxsched *s, uint64_t id, const char *domain,
-                   const char *who, mxsched_bounce_cb done, void *arg)
+/* ab_start - a bounce (dsn) or a delete of message id */
+static int
+ab_start(struct mxsched *s, uint64_t id, const char *domain, const char *who,
+         int dsn, mxsched_bounce_cb done, void *arg)
 {
 	char idtext[QUEUE_ID_TEXT_LEN];
 	struct abounce *ab;
@@ -273,6 +297,7 @@ mxsched_msg_bounce(struct mxsched *s, uint64_t id, const char *domain,
 	m->refs++; /* a message loaded just now had none */
 	ab->domain = domain && *domain ? xstrdup(domain) : NULL;
 	ab->who = xstrdup(who && *who ? who : "admin");
+	ab->dsn = dsn;
 	TAILQ_INIT(&ab->held);
 	ab->timer = evtimer_new(s->base, ab_on_timer, ab);
 	ab->done = done;
@@ -280,6 +305,20 @@ mxsched_msg_bounce(struct mxsched *s, uint64_t id, const char *domain,
 	smap_put(&s->abounces, idtext, ab);
 	ab_run(ab);
 	return 0;
+}
+
+int
+mxsched_msg_bounce(struct mxsched *s, uint64_t id, const char *domain,
+                   const char *who, mxsched_bounce_cb done, void *arg)
+{
+	return ab_start(s, id, domain, who, 1, done, arg);
+}
+
+int
+mxsched_msg_delete(struct mxsched *s, uint64_t id, const char *domain,
+                   const char *who, mxsched_bounce_cb done, void *arg)
+{
+	return ab_start(s, id, domain, who, 0, done, arg);
 }
 
 int

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void
 set_str(json_t *o, const char *k, const char *v)
@@ -45,6 +46,10 @@ dlog_write(FILE *f, const char *event, const struct qmsg *m,
 	set_str(o, "reply", rp->text);
 	set_str(o, "category", category);
 	set_str(o, "by", rp->by);
+	if (strcmp(event, "AdminAction") == 0) { /* an operator's delete */
+		json_object_set_new(o, "action", json_string("delete"));
+		json_object_set_new(o, "terminal", json_true());
+	}
 	json_object_set_new(o, "attempt", json_integer(r->attempts + 1));
 	json_object_set_new(o, "queue_time_ms",
 	                    json_integer((json_int_t)(now - env->submit_ms)));

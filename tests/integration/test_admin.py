@@ -216,7 +216,7 @@ class AuthAndInputTest(unittest.TestCase):
         st, res = self.d.admin("GET", "/v1/events?since=end&timeout=1")
         self.assertEqual((st, res["events"]), (200, []))
 
-    def test_not_yet_available_endpoints_say_so(self):
+    def test_suppressions_and_bulk_removal_on_an_empty_queue(self):
         st, res = self.d.admin("GET", "/v1/suppressions")
         self.assertEqual((st, res["suppressions"]), (200, []))
         st, res = self.d.admin("DELETE", "/v1/suppressions/x%40y.test")
@@ -225,7 +225,7 @@ class AuthAndInputTest(unittest.TestCase):
         self.assertEqual((st, res["action"], res["messages"]), (200, "bounce", 0))
         st, res = self.d.admin("POST", "/v1/bounce", {"site": "10:mx.x.test",
                                                       "domain": "x.test"})
-        self.assertEqual(st, 501)
+        self.assertEqual((st, res["error"]), (404, "unknown_site"))
 
 
 class SubmissionMetricsTest(unittest.TestCase):
@@ -751,23 +751,95 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(q["totals"]["delivered"], len(rc))
         self.assertEqual(q["recipients"]["total"], 0)
 
+    def terminal_lines(self, rcpts):
+        """recipient -> its terminal delivery-log lines, once every one of
+        rcpts has at least one"""
+        def lines():
+            out = {r: [] for r in rcpts}
+            for rec in self.d.delivery_records():
+                if rec.get("recipient") in out and (
+                        rec["event"] in ("Delivery", "Bounce", "Expiration") or
+                        (rec["event"] == "AdminAction" and rec.get("terminal"))):
+                    out[rec["recipient"]].append(rec)
+            return all(out.values()) and out
+        return world.wait_until(lines, timeout=20, what="a terminal line each")
+
     def test_delete_during_delivery(self):
-        self.start({"delay_ms": {"dot": 1500}})
+        """A delete while the message's transaction is open: what the MX
+        accepted is delivered, the rest is deleted, each recipient has one
+        terminal line, and the counters agree with the sink."""
+        self.start({"delay_ms": {"dot": 1500},
+                    "rcpt_rules": [{"match": "later", "reply": "451 4.2.0 try later"}]},
+                   {"delivery": {"retry_schedule": "1h"}})
         rc = ["x%d@batch.test" % j for j in range(10)]
-        self.assertEqual(self.d.submit("s@src.test", rc, BODY), {})
+        later = ["later%d@other.test" % j for j in range(3)]
+        self.assertEqual(self.d.submit("s@src.test", rc + later, BODY), {})
         mid = ids_of(self.d)[0]
         world.wait_until(lambda: self.sink.open_connections() > 0, what="connection")
         st, res = self.d.admin("DELETE", "/v1/messages/" + mid)
-        self.assertEqual(st, 200)
+        self.assertEqual((st, res["action"], res["recipients"]), (200, "delete", 3), res)
         q = self.wait_empty()
-        time.sleep(2)  # the batch in flight finishes; its outcome is ignored
-        st, q = self.d.admin("GET", "/v1/queue")
-        self.assertEqual(q["recipients"]["total"], 0)
+        self.assertEqual(sorted(self.sink.delivered()), sorted(rc))
         t = q["totals"]
-        self.assertEqual(t["delivered"] + t["deleted"], len(rc))
-        self.assertEqual(len(self.sink.delivered()), len(set(self.sink.delivered())))
+        self.assertEqual((t["delivered"], t["deleted"]), (10, 3))
+        lines = self.terminal_lines(rc + later)
+        time.sleep(1)  # a second line would come with the transaction's end
+        lines = self.terminal_lines(rc + later)
+        for r in rc + later:
+            self.assertEqual(len(lines[r]), 1, (r, lines[r]))
+        for r in rc:
+            self.assertEqual(lines[r][0]["event"], "Delivery")
+        for r in later:
+            self.assertEqual((lines[r][0]["event"], lines[r][0]["action"], lines[r][0]["by"]),
+                             ("AdminAction", "delete", "admin"))
         st, res = self.d.admin("GET", "/v1/health")
         self.assertEqual(st, 200)
+
+    def test_bounce_and_delete_by_site(self):
+        """POST /v1/bounce by site: the recipients of the domains that site
+        serves go, the others stay; bounce sends one DSN per message."""
+        self.w.dns.add_mx("elsewhere.test", [(10, "mx.elsewhere.test")])
+        self.w.dns.add_a("mx.elsewhere.test", "127.0.1.72")
+        self.w.dns.reload()
+        self.start({"rcpt_rules": [{"match": "later", "reply": "451 4.2.0 try later"}]},
+                   {"delivery": {"retry_schedule": "1h"}})
+        far = self.w.sink("127.0.1.72", config={"rcpt_rules": [
+            {"match": "@", "reply": "451 4.2.0 not now"}]})
+        self.assertEqual(self.d.submit("owner@other.test", ["later1@batch.test",
+                         "later2@other.test", "k1@elsewhere.test"], BODY), {})
+        self.assertEqual(self.d.submit("owner@other.test", ["later3@batch.test"], BODY), {})
+
+        def deferred():
+            st, q = self.d.admin("GET", "/v1/queue")
+            return q["recipients"]["deferred"] == 4
+        world.wait_until(deferred, timeout=20, what="4 deferred recipients")
+        st, res = self.d.admin("GET", "/v1/sites")
+        site = [s["site"] for s in res["sites"] if "mx.batch.test" in s["site"]][0]
+        st, res = self.d.admin("POST", "/v1/bounce", {"site": "nope", "action": "delete"})
+        self.assertEqual((st, res["error"]), (404, "unknown_site"))
+        st, res = self.d.admin("POST", "/v1/bounce", {"site": site, "action": "bounce"})
+        self.assertEqual((st, res["messages"], res["recipients"]), (200, 2, 3), res)
+        lines = self.terminal_lines(["later1@batch.test", "later2@other.test",
+                                     "later3@batch.test"])
+        for r, ls in lines.items():
+            self.assertEqual([(x["event"], x["enhanced"], x["by"]) for x in ls],
+                             [("Bounce", "5.0.0", "admin")], r)
+        # one DSN per message, to the sender, at the sink of other.test
+        world.wait_until(lambda: self.sink.delivered().count("owner@other.test") == 2,
+                         timeout=20, what="two DSNs")
+        # the recipient at the other site is still queued; delete it by site
+        st, m = self.d.admin("GET", "/v1/queue")
+        self.assertEqual(m["recipients"]["total"], 1)
+        st, res = self.d.admin("GET", "/v1/sites")
+        other = [s["site"] for s in res["sites"] if "mx.elsewhere.test" in s["site"]][0]
+        p = subprocess.run([CTL, "-c", self.d.config_path, "bounce", "--site", other,
+                            "--delete"], capture_output=True, text=True, timeout=30)
+        self.assertEqual((p.returncode, p.stdout), (0, "deleted: 1 recipients of 1 messages\n"),
+                         p.stderr)
+        lines = self.terminal_lines(["k1@elsewhere.test"])
+        self.assertEqual([x["event"] for x in lines["k1@elsewhere.test"]], ["AdminAction"])
+        self.wait_empty()
+        self.assertEqual(far.delivered(), [])
 
 
 class SiteDetailTest(unittest.TestCase):
