@@ -293,6 +293,41 @@ site_deferrals(struct evbuffer *b, json_t *sites)
 	}
 }
 
+/* site_histogram - one per-site histogram ({buckets, sum, count}) */
+static void
+site_histogram(struct evbuffer *b, json_t *sites, const char *name,
+               const char *help, const char *field)
+{
+	char key[512], prov[256], le[32];
+	json_t *s, *h, *bk;
+	size_t i, j;
+
+	metric_head(b, name, "histogram", help);
+	json_array_foreach(sites, i, s) {
+		if ((h = json_object_get(s, field)) == NULL)
+			continue;
+		label_value(key, sizeof(key), json_string_value(json_object_get(s, "site")));
+		label_value(prov, sizeof(prov), json_string_value(json_object_get(s, "provider")));
+		json_array_foreach(json_object_get(h, "buckets"), j, bk) {
+			json_t *v = json_object_get(bk, "le");
+
+			if (json_is_integer(v))
+				snprintf(le, sizeof(le), "%lld", (long long)json_integer_value(v));
+			else
+				snprintf(le, sizeof(le), "+Inf");
+			evbuffer_add_printf(b, "%s_bucket{site=\"%s\",provider=\"%s\",le=\"%s\"} "
+			                    "%lld\n", name, key, prov, le,
+			                    (long long)json_integer_value(json_object_get(bk, "count")));
+		}
+		evbuffer_add_printf(b, "%s_sum{site=\"%s\",provider=\"%s\"} %lld\n"
+		                    "%s_count{site=\"%s\",provider=\"%s\"} %lld\n",
+		                    name, key, prov,
+		                    (long long)json_integer_value(json_object_get(h, "sum")),
+		                    name, key, prov,
+		                    (long long)json_integer_value(json_object_get(h, "count")));
+	}
+}
+
 static void
 site_metrics(struct evbuffer *b, json_t *sites)
 {
@@ -319,6 +354,11 @@ site_metrics(struct evbuffer *b, json_t *sites)
 	            "Recipients deferred after a connection lost after the final dot",
 	            "counters", "possibly_delivered");
 	site_deferrals(b, sites);
+	site_histogram(b, sites, "mxbatch_site_recipients_per_transaction",
+	               "Recipients per SMTP transaction, per site", "recipients_per_transaction");
+	site_histogram(b, sites, "mxbatch_site_messages_per_connection",
+	               "Messages (transactions) per closed SMTP connection, per site",
+	               "messages_per_connection");
 }
 
 void

@@ -13,15 +13,44 @@
 const unsigned rpt_bounds[RPT_BUCKETS] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000 };
 
 void
-sched_count_txn(struct mxsched *s, size_t n)
+hist_add(struct count_hist *h, uint64_t n)
 {
 	size_t i;
 
 	for (i = 0; i < RPT_BUCKETS && n > rpt_bounds[i]; i++)
 		;
-	s->rpt_hist[i]++;
-	s->rpt_sum += n;
-	s->txns++;
+	h->b[i]++;
+	h->sum += n;
+	h->count++;
+}
+
+struct json_t *
+hist_json(const struct count_hist *h)
+{
+	json_t *arr = json_array();
+	uint64_t cum = 0;
+
+	for (size_t i = 0; i <= RPT_BUCKETS; i++) {
+		cum += h->b[i];
+		json_array_append_new(arr, json_pack("{s:o, s:I}", "le",
+		    i < RPT_BUCKETS ? json_integer(rpt_bounds[i]) : json_string("+Inf"),
+		    "count", (json_int_t)cum));
+	}
+	return json_pack("{s:o, s:I, s:I}", "buckets", arr, "sum", (json_int_t)h->sum,
+	                 "count", (json_int_t)h->count);
+}
+
+void
+sched_count_txn(struct mxsched *s, struct site *site, size_t n)
+{
+	hist_add(&s->rpt, n);
+	hist_add(&site->rpt, n);
+}
+
+void
+site_count_conn(struct site *site, unsigned n)
+{
+	hist_add(&site->mpc, n);
 }
 
 static const char *
@@ -250,6 +279,8 @@ site_json(const struct site *site)
 	    "deferrals", "recipient", (json_int_t)site->defer_recipient,
 	    "connection", (json_int_t)site->defer_connection,
 	    "reputation", (json_int_t)site->defer_reputation));
+	json_object_set_new(o, "recipients_per_transaction", hist_json(&site->rpt));
+	json_object_set_new(o, "messages_per_connection", hist_json(&site->mpc));
 	return o;
 }
 
@@ -333,23 +364,14 @@ struct json_t *
 mxsched_metrics_json(struct mxsched *s)
 {
 	struct resolve_stats rs;
-	json_t *hist = json_array(), *o;
-	uint64_t cum = 0;
-	size_t i;
+	json_t *o;
 
-	for (i = 0; i <= RPT_BUCKETS; i++) {
-		cum += s->rpt_hist[i];
-		json_array_append_new(hist, json_pack("{s:o, s:I}", "le",
-		    i < RPT_BUCKETS ? json_integer(rpt_bounds[i]) : json_string("+Inf"),
-		    "count", (json_int_t)cum));
-	}
 	resolver_get_stats(s->res, &rs);
 	o = json_pack(
-	    "{s:{s:o, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+	    "{s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
 	    "s:{s:I, s:I, s:I, s:I, s:I}}",
-	    "recipients_per_transaction", "buckets", hist, "sum", (json_int_t)s->rpt_sum,
-	    "count", (json_int_t)s->txns,
-	    "transactions", (json_int_t)s->txns,
+	    "recipients_per_transaction", hist_json(&s->rpt),
+	    "transactions", (json_int_t)s->rpt.count,
 	    "connections_opened", (json_int_t)s->conns_opened,
 	    "delivered", (json_int_t)s->delivered, "bounced", (json_int_t)s->bounced,
 	    "deferred", (json_int_t)s->deferred, "suspensions", (json_int_t)s->suspensions,

@@ -228,6 +228,12 @@ int dnsbl_domain_release(struct dnsbl *bl, const char *name);
 
 struct batch;
 
+/* a histogram of counts (bounds rpt_bounds, then +Inf) */
+struct count_hist {
+	uint64_t b[RPT_BUCKETS + 1];
+	uint64_t sum, count;
+};
+
 struct sconn {                  /* one connection of a site */
 	TAILQ_ENTRY(sconn) link;
 	struct site *site;
@@ -268,6 +274,8 @@ struct site {
 	uint64_t delivered, bounced, deferred, txns, conns_opened;
 	uint64_t possibly_delivered, splits_452, splits_md;
 	uint64_t defer_recipient, defer_connection, defer_reputation;
+	struct count_hist rpt;      /* recipients per transaction */
+	struct count_hist mpc;      /* messages (transactions) per connection */
 	/* reputation: source addresses and adaptive throttle */
 	struct pool *pool;          /* NULL: no source binding */
 	struct site_src *src;       /* one per pool member, or one unbound */
@@ -315,8 +323,8 @@ struct mxsched {
 	int suppress_any;           /* the suppression list is not empty */
 	uint32_t rng;
 	/* metrics */
-	uint64_t rpt_hist[RPT_BUCKETS + 1]; /* recipients per transaction */
-	uint64_t rpt_sum, txns, conns_opened, delivered, bounced, deferred,
+	struct count_hist rpt;      /* recipients per transaction */
+	uint64_t conns_opened, delivered, bounced, deferred,
 	         expired, suspensions;
 };
 
@@ -413,7 +421,13 @@ void site_suspend_for(struct site *site, uint64_t ms, const char *why);
 void site_resume(struct site *site);
 /* recipients-per-transaction histogram bucket bounds (mxsched_admin.c) */
 extern const unsigned rpt_bounds[RPT_BUCKETS];
-void sched_count_txn(struct mxsched *s, size_t n_rcpts);
+/* a transaction of n_rcpts recipients at site (scheduler and site) */
+void sched_count_txn(struct mxsched *s, struct site *site, size_t n_rcpts);
+/* a connection of site that carried n transactions closed */
+void site_count_conn(struct site *site, unsigned n);
+void hist_add(struct count_hist *h, uint64_t n);
+/* {buckets: [{le, count}] (cumulative), sum, count} */
+struct json_t *hist_json(const struct count_hist *h);
 
 /* mxsched_sitelog.c: per-minute outcomes, last replies, domains */
 #define SITE_MINUTES 60

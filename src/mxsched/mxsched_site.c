@@ -715,7 +715,7 @@ conn_on_done(struct smtpc_conn *c, const struct smtpc_result *res, void *arg)
 	(void)c;
 	sc->b = NULL;
 	site->txns++;
-	sched_count_txn(site->s, b->n);
+	sched_count_txn(site->s, site, b->n);
 	for (i = 0; i < b->n; i++) {
 		if (res->rcpts[i].status == SMTPC_RCPT_RETRY_NOW && res->rcpts[i].multi_domain)
 			n_md++;
@@ -857,6 +857,8 @@ conn_on_closed(struct smtpc_conn *c, void *arg)
 
 	if (!was_ready)
 		site->n_connecting--;
+	else
+		site_count_conn(site, smtpc_conn_txn_count(c));
 	site->n_conns--;
 	TAILQ_REMOVE(&site->conns, sc, link);
 	if (!was_ready && !site->s->stopping && sc->src < (int)site->n_src)

@@ -505,7 +505,8 @@ class DeliveryTest(unittest.TestCase):
         return world.wait_until(empty, timeout=timeout, what="empty queue")
 
     def test_sites_and_metrics_match_sinks(self):
-        self.start({"max_rcpts": 3, "max_rcpts_reply": "452 4.5.3 Too many"})
+        self.start({"max_rcpts": 3, "max_rcpts_reply": "452 4.5.3 Too many"},
+                   {'site "default"': {"idle_timeout": "1s"}})
         sizes = [1, 2, 5, 3, 7]
         n = 0
         for i, k in enumerate(sizes):
@@ -564,6 +565,29 @@ class DeliveryTest(unittest.TestCase):
         for cls in ("recipient", "connection", "reputation"):
             self.assertIn(("mxbatch_site_deferrals_total", lbl | {("class", cls)}),
                           samples)
+        # the same histogram per site (one site here), and messages per
+        # connection once the idle connections closed
+        hs = "mxbatch_site_recipients_per_transaction"
+        self.assertEqual(types[hs], "histogram")
+        for le, v in buckets.items():
+            self.assertEqual(samples[(hs + "_bucket", lbl | {("le", le)})], v, le)
+        self.assertEqual(samples[(hs + "_count", lbl)], len(per_txn))
+        self.assertEqual(samples[(hs + "_sum", lbl)], sum(per_txn))
+        world.wait_until(lambda: self.sink.open_connections() == 0, timeout=10,
+                         what="idle connections closed")
+        conns = [c["transactions"] for c in self.sink.connections()]
+        self.assertGreater(sum(conns), 0)
+        hm = "mxbatch_site_messages_per_connection"
+
+        def mpc():
+            st, text = self.d.admin("GET", "/metrics")
+            smp, _ = parse_prometheus(text)
+            return smp.get((hm + "_count", lbl)) == len(conns) and smp
+        smp = world.wait_until(mpc, timeout=10, what="every closed connection counted")
+        self.assertEqual(smp[(hm + "_sum", lbl)], sum(conns))
+        self.assertEqual(smp[(hm + "_bucket", lbl | {("le", "+Inf")})], len(conns))
+        self.assertEqual(smp[(hm + "_bucket", lbl | {("le", "1")})],
+                         len([k for k in conns if k <= 1]))
         for name, kind in types.items():
             self.assertIn(kind, ("counter", "gauge", "histogram"), name)
             if kind == "counter":
