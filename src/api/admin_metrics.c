@@ -183,15 +183,15 @@ admin_self_metrics(struct admin *a, struct evbuffer *b)
 	metric_u64(b, "mxbatch_admin_event_waiters", NULL, a->n_waiters);
 }
 
-/* sched_histogram - {buckets: [{le, count}], sum, count} */
+/* hist_lines - the samples of one histogram {buckets: [{le, count}],
+ * sum, count}; labels: "" or 'k="v",...' put before le */
 static void
-sched_histogram(struct evbuffer *b, const char *name, json_t *h)
+hist_lines(struct evbuffer *b, const char *name, const char *labels, json_t *h)
 {
 	json_t *bk;
 	size_t i;
 	char le[32];
 
-	metric_head(b, name, "histogram", "Scheduler histogram");
 	json_array_foreach(json_object_get(h, "buckets"), i, bk) {
 		json_t *v = json_object_get(bk, "le");
 
@@ -199,12 +199,22 @@ sched_histogram(struct evbuffer *b, const char *name, json_t *h)
 			snprintf(le, sizeof(le), "%lld", (long long)json_integer_value(v));
 		else
 			snprintf(le, sizeof(le), "+Inf");
-		evbuffer_add_printf(b, "%s_bucket{le=\"%s\"} %lld\n", name, le,
+		evbuffer_add_printf(b, "%s_bucket{%s%sle=\"%s\"} %lld\n", name, labels,
+		                    *labels ? "," : "", le,
 		                    (long long)json_integer_value(json_object_get(bk, "count")));
 	}
-	evbuffer_add_printf(b, "%s_sum %lld\n%s_count %lld\n", name,
-	                    (long long)json_integer_value(json_object_get(h, "sum")), name,
+	evbuffer_add_printf(b, "%s_sum%s%s%s %lld\n%s_count%s%s%s %lld\n",
+	                    name, *labels ? "{" : "", labels, *labels ? "}" : "",
+	                    (long long)json_integer_value(json_object_get(h, "sum")),
+	                    name, *labels ? "{" : "", labels, *labels ? "}" : "",
 	                    (long long)json_integer_value(json_object_get(h, "count")));
+}
+
+static void
+sched_histogram(struct evbuffer *b, const char *name, json_t *h)
+{
+	metric_head(b, name, "histogram", "Scheduler histogram");
+	hist_lines(b, name, "", h);
 }
 
 static int
@@ -298,9 +308,9 @@ static void
 site_histogram(struct evbuffer *b, json_t *sites, const char *name,
                const char *help, const char *field)
 {
-	char key[512], prov[256], le[32];
-	json_t *s, *h, *bk;
-	size_t i, j;
+	char key[512], prov[256], labels[1024];
+	json_t *s, *h;
+	size_t i;
 
 	metric_head(b, name, "histogram", help);
 	json_array_foreach(sites, i, s) {
@@ -308,23 +318,8 @@ site_histogram(struct evbuffer *b, json_t *sites, const char *name,
 			continue;
 		label_value(key, sizeof(key), json_string_value(json_object_get(s, "site")));
 		label_value(prov, sizeof(prov), json_string_value(json_object_get(s, "provider")));
-		json_array_foreach(json_object_get(h, "buckets"), j, bk) {
-			json_t *v = json_object_get(bk, "le");
-
-			if (json_is_integer(v))
-				snprintf(le, sizeof(le), "%lld", (long long)json_integer_value(v));
-			else
-				snprintf(le, sizeof(le), "+Inf");
-			evbuffer_add_printf(b, "%s_bucket{site=\"%s\",provider=\"%s\",le=\"%s\"} "
-			                    "%lld\n", name, key, prov, le,
-			                    (long long)json_integer_value(json_object_get(bk, "count")));
-		}
-		evbuffer_add_printf(b, "%s_sum{site=\"%s\",provider=\"%s\"} %lld\n"
-		                    "%s_count{site=\"%s\",provider=\"%s\"} %lld\n",
-		                    name, key, prov,
-		                    (long long)json_integer_value(json_object_get(h, "sum")),
-		                    name, key, prov,
-		                    (long long)json_integer_value(json_object_get(h, "count")));
+		snprintf(labels, sizeof(labels), "site=\"%s\",provider=\"%s\"", key, prov);
+		hist_lines(b, name, labels, h);
 	}
 }
 

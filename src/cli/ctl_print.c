@@ -366,6 +366,17 @@ print_blocks(json_t *a)
 		       gets_(b, "reason", ""));
 }
 
+/* bl_row - name, listed, state (suspended: its word), zones not clean */
+static void
+bl_row(json_t *a, const char *name, const char *suspended)
+{
+	printf("%-40s %-8s %-9s ", gets_(a, name, "?"),
+	       json_is_true(json_object_get(a, "listed")) ? "yes" : "no",
+	       json_is_true(json_object_get(a, "suspended")) ? suspended :
+	       json_is_true(json_object_get(a, "released")) ? "released" : "active");
+	zones_line(json_object_get(a, "zones"));
+}
+
 void
 ctl_print_blocklists(json_t *o)
 {
@@ -374,11 +385,7 @@ ctl_print_blocklists(json_t *o)
 
 	printf("%-40s %-8s %-9s %s\n", "ADDRESS", "LISTED", "STATE", "ZONES");
 	json_array_foreach(arr, i, a) {
-		printf("%-40s %-8s %-9s ", gets_(a, "address", "?"),
-		       json_is_true(json_object_get(a, "listed")) ? "yes" : "no",
-		       json_is_true(json_object_get(a, "suspended")) ? "suspended" :
-		       json_is_true(json_object_get(a, "released")) ? "released" : "active");
-		zones_line(json_object_get(a, "zones"));
+		bl_row(a, "address", "suspended");
 		print_blocks(a);
 	}
 	if (json_array_size(arr) == 0)
@@ -388,11 +395,7 @@ ctl_print_blocklists(json_t *o)
 		return;
 	printf("\n%-40s %-8s %-9s %s\n", "SENDING DOMAIN", "LISTED", "STATE", "ZONES");
 	json_array_foreach(arr, i, a) {
-		printf("%-40s %-8s %-9s ", gets_(a, "domain", "?"),
-		       json_is_true(json_object_get(a, "listed")) ? "yes" : "no",
-		       json_is_true(json_object_get(a, "suspended")) ? "held" :
-		       json_is_true(json_object_get(a, "released")) ? "released" : "active");
-		zones_line(json_object_get(a, "zones"));
+		bl_row(a, "domain", "held");
 		if (json_object_get(a, "reason"))
 			printf("    listed: %s\n", gets_(a, "reason", ""));
 	}

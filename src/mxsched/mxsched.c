@@ -93,6 +93,25 @@ sched_msg_unref(struct mxsched *s, struct qmsg *m)
 	free(m);
 }
 
+struct rcpt *
+sched_rcpt_new(struct mxsched *s, struct qmsg *m, const struct queue_rcpt *qr)
+{
+	struct rcpt *r = xcalloc(1, sizeof(*r));
+
+	r->msg = m;
+	m->refs++;
+	s->in_memory++;
+	r->idx = qr->idx;
+	r->address = xstrdup(qr->address);
+	r->domain = xstrdup(qr->domain ? qr->domain : "");
+	r->orcpt = qr->orcpt ? xstrdup(qr->orcpt) : NULL;
+	r->notify = qr->notify;
+	r->attempts = qr->attempts;
+	r->first_ms = qr->first_attempt_ms;
+	r->warned_ms = qr->warned_ms;
+	return r;
+}
+
 void
 sched_rcpt_free(struct mxsched *s, struct rcpt *r)
 {
@@ -415,18 +434,7 @@ sched_take(struct mxsched *s, struct queue_rcpt *qr, uint64_t now)
 
 	if (m == NULL)
 		return;
-	r = xcalloc(1, sizeof(*r));
-	r->msg = m;
-	m->refs++;
-	s->in_memory++;
-	r->idx = qr->idx;
-	r->address = xstrdup(qr->address);
-	r->domain = xstrdup(qr->domain ? qr->domain : "");
-	r->orcpt = qr->orcpt ? xstrdup(qr->orcpt) : NULL;
-	r->notify = qr->notify;
-	r->attempts = qr->attempts;
-	r->first_ms = qr->first_attempt_ms;
-	r->warned_ms = qr->warned_ms;
+	r = sched_rcpt_new(s, m, qr);
 	if (abounce_catch(s, r, 1))
 		return; /* its message is being bounced by an operator */
 	if (s->suppress_any && sched_take_suppressed(s, r))

@@ -130,26 +130,6 @@ ab_take_site(void *val, void *arg)
 	sc->busy += site_msg_busy(val, sc->ab->msg, sc->ab->domain);
 }
 
-/* ab_rcpt_new - a recipient only on disk, in memory for its outcome */
-static struct rcpt *
-ab_rcpt_new(struct abounce *ab, const struct queue_rcpt *qr)
-{
-	struct rcpt *r = xcalloc(1, sizeof(*r));
-
-	r->msg = ab->msg;
-	ab->msg->refs++;
-	ab->s->in_memory++;
-	r->idx = qr->idx;
-	r->address = xstrdup(qr->address);
-	r->domain = xstrdup(qr->domain ? qr->domain : "");
-	r->orcpt = qr->orcpt ? xstrdup(qr->orcpt) : NULL;
-	r->notify = qr->notify;
-	r->attempts = qr->attempts;
-	r->first_ms = qr->first_attempt_ms;
-	r->warned_ms = qr->warned_ms;
-	return r;
-}
-
 /* ab_collect - the recipients only on disk join `held`; -1 while one is
  * in a store write not applied yet (its outcome decides) */
 static int
@@ -166,7 +146,8 @@ ab_collect(struct abounce *ab, struct rcpt_list *disk)
 		if (qr[i].state == QUEUE_RCPT_INFLIGHT) {
 			rc = -1; /* an outcome on its way to the store */
 		} else {
-			struct rcpt *r = ab_rcpt_new(ab, &qr[i]);
+			/* only on disk: in memory for its outcome */
+			struct rcpt *r = sched_rcpt_new(ab->s, ab->msg, &qr[i]);
 
 			TAILQ_INSERT_TAIL(disk, r, link);
 		}

@@ -345,6 +345,9 @@ uint32_t sched_random(struct mxsched *s);
 /* the in-memory message (loaded if need be; no reference taken), NULL
  * if it no longer exists */
 struct qmsg *sched_msg_get(struct mxsched *s, queue_msgid id);
+/* a recipient of m (a reference to m) in memory, from its store record */
+struct rcpt *sched_rcpt_new(struct mxsched *s, struct qmsg *m,
+                            const struct queue_rcpt *qr);
 void sched_rcpt_free(struct mxsched *s, struct rcpt *r);
 void sched_msg_unref(struct mxsched *s, struct qmsg *m);
 /* A store callback came back: 1 if the scheduler is gone (then the
