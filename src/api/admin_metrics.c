@@ -348,6 +348,9 @@ site_metrics(struct evbuffer *b, json_t *sites)
 	site_series(b, sites, "mxbatch_site_possibly_delivered_total", "counter",
 	            "Recipients deferred after a connection lost after the final dot",
 	            "counters", "possibly_delivered");
+	site_series(b, sites, "mxbatch_site_ready_full_total", "counter",
+	            "Recipients sent back to disk because the site had max_ready ready",
+	            "counters", "ready_full");
 	site_deferrals(b, sites);
 	site_histogram(b, sites, "mxbatch_site_recipients_per_transaction",
 	               "Recipients per SMTP transaction, per site", "recipients_per_transaction");

@@ -116,6 +116,9 @@ static const struct option options[] = {
 	{ S_DELIVERY, "max_inflight_recipients", T_UINT, G(max_inflight_rcpts),
 	  "200000", 100, 100000000, NULL,
 	  "recipients the scheduler holds in memory; the rest wait on disk" },
+	{ S_DELIVERY, "ready_full_delay", T_DURATION, G(ready_full_delay_ms), "30s",
+	  1000, DAY, NULL, "how long a recipient waits on disk, no attempt spent, "
+	  "when its site already has [site] max_ready recipients ready" },
 	{ S_DELIVERY, "site_backoff", T_DURATION, G(site_backoff_ms), "1m", 100,
 	  DAY, NULL, "first suspension of a site that is unreachable or "
 	  "answers with rate/reputation replies; doubles each time" },
@@ -192,6 +195,10 @@ static const struct option options[] = {
 	  DAY, NULL, "close a connection older than this after its transaction" },
 	{ S_SITE, "idle_timeout", T_DURATION, SI(idle_ms), "5s", 0, 10 * 60000,
 	  NULL, "close a connection with no batch to carry after this" },
+	{ S_SITE, "max_ready", T_UINT, SI(max_ready), "20000", 10, 100000000, NULL,
+	  "recipients held in memory ready for the site; more wait on disk "
+	  "([delivery] ready_full_delay), so a slow site cannot take every "
+	  "in-memory slot from the others" },
 	{ S_SITE, "multi_domain", T_ENUM, SI(multi_domain), "learn", 0, 0,
 	  "deny|allow|learn", "may one transaction carry several domains" },
 	{ S_SITE, "tls", T_ENUM, SI(tls), "may", 0, 0, "none|may|encrypt|verify",

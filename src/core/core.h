@@ -106,6 +106,7 @@ struct config_site {
 	uint64_t recipients_per_hour; /* 0 = unlimited */
 	uint64_t connection_age_ms;
 	uint64_t idle_ms;
+	uint64_t max_ready;   /* recipients ready in memory; more wait on disk */
 	char *multi_domain;   /* deny | allow | learn */
 	char *tls;            /* none | may | encrypt | verify */
 	char *pool;           /* source address pool name, or NULL */
@@ -154,6 +155,7 @@ struct config {
 	char *providers_file; /* provider table (MX suffix -> provider) */
 	uint64_t max_inflight_rcpts; /* recipients the scheduler holds in RAM */
 	uint64_t site_backoff_ms, site_backoff_max_ms; /* site suspension */
+	uint64_t ready_full_delay_ms; /* on disk while a site's ready queue is full */
 	uint64_t throttle_min_rate; /* AIMD floor, recipients per minute */
 	/* [admin] */
 	char *admin_listen;

@@ -187,7 +187,7 @@ sched_out_add(struct pending_out *p, struct rcpt *r, enum queue_outcome_kind kin
 	o->reply.mx = sched_out_str(p, rp->mx_host);
 	if (kind == QUEUE_OUT_DELETED)
 		o->by = sched_out_str(p, rp->by);
-	if (kind_event[kind])
+	if (kind_event[kind] && !rp->quiet)
 		log_line(p, kind_event[kind], r, rp, category, next_ms);
 }
 
@@ -487,6 +487,21 @@ sched_claim(struct mxsched *s)
 	sched_flush(s);
 }
 
+/* sched_ready_full - the site has max_ready recipients ready: this one
+ * waits on disk (no attempt spent, no log line; its last reply says why)
+ * and its in-memory slot goes to other sites' mail */
+static void
+sched_ready_full(struct mxsched *s, struct site *site, struct rcpt *r, uint64_t now)
+{
+	char why[160];
+
+	snprintf(why, sizeof(why), "site busy: %u recipients ready, more wait on "
+	         "disk ([site] max_ready)", site->max_ready);
+	site->ready_full++;
+	sched_outcome(s, r, QUEUE_OUT_REDEFER, now + s->cfg->ready_full_delay_ms,
+	              SREPLY(.text = why, .site = site, .quiet = 1));
+}
+
 /* sched_resolved_ok - hand the domain's recipients to its site, or to
  * the site's twin of the pool their message chooses (mail from different
  * pools never shares a connection) */
@@ -516,6 +531,8 @@ sched_resolved_ok(struct mxsched *s, struct rcpt_list *rl,
 		if (site_suspended(site, now))
 			sched_outcome(s, r, QUEUE_OUT_REDEFER, site->suspended_until,
 			              SREPLY(.text = site->reason, .site = site));
+		else if (site->n_ready >= site->max_ready)
+			sched_ready_full(s, site, r, now);
 		else
 			site_enqueue(site, r);
 	}

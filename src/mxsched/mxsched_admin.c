@@ -279,6 +279,10 @@ site_json(const struct site *site)
 	    "deferrals", "recipient", (json_int_t)site->defer_recipient,
 	    "connection", (json_int_t)site->defer_connection,
 	    "reputation", (json_int_t)site->defer_reputation));
+	json_object_set_new(json_object_get(o, "counters"), "ready_full",
+	                    json_integer((json_int_t)site->ready_full));
+	json_object_set_new(json_object_get(o, "shape"), "max_ready",
+	                    json_integer((json_int_t)site->max_ready));
 	json_object_set_new(o, "recipients_per_transaction", hist_json(&site->rpt));
 	json_object_set_new(o, "messages_per_connection", hist_json(&site->mpc));
 	return o;

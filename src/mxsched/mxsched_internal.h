@@ -274,6 +274,8 @@ struct site {
 	uint64_t delivered, bounced, deferred, txns, conns_opened;
 	uint64_t possibly_delivered, splits_452, splits_md;
 	uint64_t defer_recipient, defer_connection, defer_reputation;
+	uint64_t ready_full;        /* recipients sent back: ready queue full */
+	unsigned max_ready;         /* [site] max_ready */
 	struct count_hist rpt;      /* recipients per transaction */
 	struct count_hist mpc;      /* messages (transactions) per connection */
 	/* reputation: source addresses and adaptive throttle */
@@ -337,6 +339,7 @@ struct sched_reply {
 	const char *category;       /* NULL: classified when it matters */
 	int no_remote_dsn;          /* delivered to a server without DSN */
 	const char *by;             /* an operator's action: who */
+	int quiet;                  /* no delivery-log line (REDEFER) */
 };
 #define SREPLY(...) (&(const struct sched_reply){ __VA_ARGS__ })
 

@@ -96,6 +96,7 @@ site_shape(struct site *site, const struct resolve_result *res,
 	site->max_rcpt = (unsigned)cs->recipients_per_transaction;
 	site->conn_age_ms = cs->connection_age_ms;
 	site->idle_ms = cs->idle_ms;
+	site->max_ready = cs->max_ready ? (unsigned)cs->max_ready : 20000;
 	site->md = md_parse(cs->multi_domain);
 	site->max_rate = (double)cs->recipients_per_hour / 60.0;
 	pool = cs->pool;
@@ -584,7 +585,7 @@ rcpt_result(struct site *site, struct rcpt *r, const struct smtpc_rcpt_result *r
 {
 	struct mxsched *s = site->s;
 	struct sched_reply rp = { rr->code, rr->enhanced, rr->text, site,
-	                          res->mx_host, res->mx_addr, tls, NULL, 0, NULL };
+	                          res->mx_host, res->mx_addr, tls, NULL, 0, NULL, 0 };
 	struct bounce_class c;
 
 	switch (rr->status) {
@@ -692,7 +693,7 @@ rep_apply(struct site *site, struct sconn *sc, struct batch *b,
 		struct sched_reply rp = { rr->code, rr->enhanced, rr->text, site,
 		                          res->mx_host, res->mx_addr, tls,
 		                          v->blocked ? "blocklisted" : v->throttled ?
-		                          "throttled" : NULL, 0, NULL };
+		                          "throttled" : NULL, 0, NULL, 0 };
 		if (site_suspended(site, now_ms()))
 			sched_outcome(s, b->r[v->held[i]], QUEUE_OUT_REDEFER,
 			              site->suspended_until, &rp);

@@ -257,6 +257,44 @@ class SchedTest(unittest.TestCase):
         self.assertFalse([r for r in d.delivery_records()
                           if r.get("recipient") == "h@hang.test" and r["event"] == "Delivery"])
 
+    def test_slow_site_does_not_take_every_memory_slot(self):
+        """A slow site with a backlog larger than the scheduler's memory
+        keeps at most max_ready recipients ready; the rest wait on disk
+        (no attempt spent, no log line), so another site's mail is not
+        stuck behind it."""
+        dns = self.w.dns
+        dns.add_mx("slow.test", [(10, "mx.slow.test")])
+        dns.add_a("mx.slow.test", "127.0.1.87")
+        dns.add_mx("fast.test", [(10, "mx.fast.test")])
+        dns.add_a("mx.fast.test", "127.0.1.88")
+        dns.start()
+        sink = self.w.sink(["127.0.1.87", "127.0.1.88"],
+                           config={"listen": {"127.0.1.87": {"delay_ms": {"dot": 1000}}}})
+        d = self.daemon({"delivery": {"max_inflight_recipients": "100",
+                                      "ready_full_delay": "1s"},
+                         'site "mx.slow.test"': {"connections": "1", "max_ready": "20"}})
+        slow = ["s%d@slow.test" % i for i in range(200)]
+        for i in range(0, len(slow), 10):
+            self.assertEqual(submit(d.routing_socket, "a@src.test", slow[i:i + 10]), {})
+        self.assertEqual(submit(d.routing_socket, "a@src.test", ["f@fast.test"]), {})
+        world.wait_until(lambda: sink.delivered("127.0.1.88"), timeout=20,
+                         what="the fast site's mail")
+        # one transaction per slow message (10 recipients, 1 s each): without
+        # the cap the first 100 slow recipients fill the memory and f@fast.test
+        # is claimed after the last slow one, once 110 were delivered
+        self.assertLess(len(sink.delivered("127.0.1.87")), 50)
+        self.final(d, len(slow) + 1, timeout=60)
+        self.assert_once_each(d, slow + ["f@fast.test"])
+        self.assertEqual(sorted(sink.delivered("127.0.1.87")), sorted(slow))
+        recs = [r for r in d.delivery_records() if r["event"] == "Delivery"]
+        self.assertEqual({r["attempt"] for r in recs}, {1})
+        self.assertEqual([r for r in d.delivery_records() if r["event"] == "Suspended"], [])
+        st, sites = d.admin("GET", "/v1/sites")
+        self.assertEqual(st, 200)
+        s = [x for x in sites["sites"] if "mx.slow.test" in x["site"]][0]
+        self.assertEqual(s["shape"]["max_ready"], 20)
+        self.assertGreater(s["counters"]["ready_full"], 0)
+
 
 if __name__ == "__main__":
     unittest.main()
