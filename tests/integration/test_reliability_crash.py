@@ -19,35 +19,16 @@ import os
 import random
 import signal
 import smtplib
-import socket
 import subprocess
 import json
 import threading
 import time
 import unittest
 
-from world import World, tool_path, wait_until
+from world import UnixSMTP, World, tool_path, wait_until
 
 N_DOMAINS = 6
 SLACK_MS = 1000
-
-
-class UnixSMTP(smtplib.SMTP):
-    def __init__(self, path, timeout=10):
-        self._path = path
-        super().__init__(timeout=timeout)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-            self.sock = sock
-            code, msg = self.getreply()
-        except (OSError, smtplib.SMTPException):
-            sock.close()
-            raise
-        if code != 220:
-            self.close()
-            raise smtplib.SMTPConnectError(code, msg)
 
 
 class Client(threading.Thread):

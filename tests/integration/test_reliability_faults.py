@@ -13,13 +13,12 @@ otherwise) and always unmount it at cleanup.
 import json
 import os
 import smtplib
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from world import World, tool_path, wait_until
+from world import UnixSMTP, World, tool_path, wait_until
 
 BODY = b"Subject: fault\r\nFrom: s@src.test\r\n\r\nhello\r\n"
 
@@ -33,26 +32,9 @@ def spool_rcpts(spool):
                   for rc in json.loads(line)["rcpts"])
 
 
-class UnixSMTP(smtplib.SMTP):
-    def __init__(self, path, timeout=30):
-        super().__init__(timeout=timeout)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-            self.sock = sock
-            code, msg = self.getreply()
-        except OSError:
-            sock.close()
-            raise
-        if code != 220:
-            self.close()
-            raise smtplib.SMTPConnectError(code, msg)
-
-
 def send(path, rcpt, body=BODY, sender="s@src.test"):
     """One message; (code, text) of the first refusal, or (250, queue id)."""
-    with UnixSMTP(path) as s:
+    with UnixSMTP(path, timeout=30) as s:
         s.ehlo("fault.test")
         code, msg = s.mail(sender)
         if code != 250:

@@ -21,14 +21,6 @@ A1, A2, A3, A4 = "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"
 POOL = {'pool "default"': {"addresses": "%s=out1.test, %s=out2.test" % (A1, A2)}}
 
 
-def merge(*dicts):
-    out = {}
-    for d in dicts:
-        for sect, keys in d.items():
-            out.setdefault(sect, {}).update(keys)
-    return out
-
-
 def reversed_name(ip, zone):
     return ".".join(reversed(ip.split("."))) + "." + zone
 
@@ -49,7 +41,7 @@ class ReputationTest(unittest.TestCase):
         self.w = world.World(self)
 
     def daemon(self, *sections):
-        return self.w.daemon(merge({"delivery": dict(FAST),
+        return self.w.daemon(world.merge({"delivery": dict(FAST),
                                     "dns": {"error_ttl": "500ms",
                                             "negative_ttl": "1s"}},
                                    POOL, *sections))
@@ -191,7 +183,7 @@ class ReputationTest(unittest.TestCase):
 
     def test_undeclared_pool_of_tenant_or_listener_is_a_start_error(self):
         for sect in ('tenant "acme"', 'listen "routing"'):
-            d = self.w.daemon(merge(POOL, {sect: {"pool": "nope"}}), start=False)
+            d = self.w.daemon(world.merge(POOL, {sect: {"pool": "nope"}}), start=False)
             with open(d.config_path, "w") as f:
                 f.write(d.config_text())
             r = subprocess.run([d.binary, "--foreground", "--config",

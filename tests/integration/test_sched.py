@@ -18,20 +18,12 @@ def site(**keys):
     return {'site "default"': {k: str(v) for k, v in keys.items()}}
 
 
-def merge(*dicts):
-    out = {}
-    for d in dicts:
-        for sect, keys in d.items():
-            out.setdefault(sect, {}).update(keys)
-    return out
-
-
 class SchedTest(unittest.TestCase):
     def setUp(self):
         self.w = world.World(self)
 
     def daemon(self, *sections):
-        return self.w.daemon(merge({"delivery": dict(FAST),
+        return self.w.daemon(world.merge({"delivery": dict(FAST),
                                     "dns": {"error_ttl": "500ms", "negative_ttl": "1s"}},
                                    *sections))
 

@@ -19,7 +19,7 @@ import subprocess
 import time
 import unittest
 
-from world import World, free_port, tool_path, wait_until
+from world import UnixSMTP, World, free_port, tool_path, wait_until
 
 START_TIMEOUT = 90  # generous: sanitizer builds on a busy machine start slowly
 BODY = b"Subject: test\r\nFrom: a@example.com\r\n\r\nhello\r\n"
@@ -85,16 +85,6 @@ class Raw:
 
     def close(self):
         self.s.close()
-
-
-class UnixSMTP(smtplib.SMTP):
-    """smtplib over a Unix domain socket."""
-
-    def _get_socket(self, host, port, timeout):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout if isinstance(timeout, (int, float)) else 30)
-        s.connect(host)
-        return s
 
 
 def spool_messages(daemon, stop=True):

@@ -853,7 +853,10 @@ class UnixSMTP(smtplib.SMTP):
     def __init__(self, path, timeout=10, local_hostname="client.test"):
         self.unix_path = path
         super().__init__(local_hostname=local_hostname, timeout=timeout)
-        self.connect()
+        code, msg = self.connect()
+        if code != 220:  # as smtplib.SMTP(host) does
+            self.close()
+            raise smtplib.SMTPConnectError(code, msg)
 
     def _get_socket(self, host, port, timeout):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -864,6 +867,15 @@ class UnixSMTP(smtplib.SMTP):
             s.close()
             raise
         return s
+
+
+def merge(*dicts):
+    """Config sections merged left to right: {section: {key: value}}."""
+    out = {}
+    for d in dicts:
+        for sect, keys in d.items():
+            out.setdefault(sect, {}).update(keys)
+    return out
 
 
 # ------------------------------------------------------------------ daemon
