@@ -39,6 +39,15 @@ metric_u64(struct evbuffer *b, const char *name, const char *labels, uint64_t v)
 	                    (unsigned long long)v);
 }
 
+/* metric_one - a metric with one unlabelled sample */
+static void
+metric_one(struct evbuffer *b, const char *name, const char *type,
+           const char *help, uint64_t v)
+{
+	metric_head(b, name, type, help);
+	metric_u64(b, name, NULL, v);
+}
+
 /* label_value - escape \, " and newline for a label value */
 static void
 label_value(char *out, size_t len, const char *s)
@@ -69,10 +78,10 @@ queue_metrics(struct admin *a, struct evbuffer *b)
 	tot[1] = c.total_bounced;
 	tot[2] = c.total_expired;
 	tot[3] = c.total_deleted;
-	metric_head(b, "mxbatch_queue_messages", "gauge", "Messages in the spool");
-	metric_u64(b, "mxbatch_queue_messages", NULL, c.messages);
-	metric_head(b, "mxbatch_queue_bytes", "gauge", "Body bytes in the spool");
-	metric_u64(b, "mxbatch_queue_bytes", NULL, c.bytes);
+	metric_one(b, "mxbatch_queue_messages", "gauge",
+	           "Messages in the spool", c.messages);
+	metric_one(b, "mxbatch_queue_bytes", "gauge",
+	           "Body bytes in the spool", c.bytes);
 	metric_head(b, "mxbatch_queue_recipients", "gauge",
 	            "Non-terminal recipients by state");
 	metric_u64(b, "mxbatch_queue_recipients", "{state=\"ready\"}",
@@ -80,9 +89,9 @@ queue_metrics(struct admin *a, struct evbuffer *b)
 	metric_u64(b, "mxbatch_queue_recipients", "{state=\"deferred\"}", c.rcpts_deferred);
 	metric_u64(b, "mxbatch_queue_recipients", "{state=\"inflight\"}", c.rcpts_inflight);
 	metric_u64(b, "mxbatch_queue_recipients", "{state=\"held\"}", c.rcpts_held);
-	metric_head(b, "mxbatch_messages_accepted_total", "counter",
-	            "Messages accepted into the spool since it was created");
-	metric_u64(b, "mxbatch_messages_accepted_total", NULL, c.total_messages);
+	metric_one(b, "mxbatch_messages_accepted_total", "counter",
+	           "Messages accepted into the spool since it was created",
+	           c.total_messages);
 	metric_head(b, "mxbatch_recipients_total", "counter",
 	            "Recipients that reached a final state, by outcome");
 	for (int i = 0; i < 4; i++) {
@@ -121,12 +130,10 @@ store_metrics(struct admin *a, struct evbuffer *b)
 	struct queue_stats st;
 
 	queue_stats_get(a->q, &st);
-	metric_head(b, "mxbatch_store_rounds_total", "counter",
-	            "Store commit rounds written with the WAL synced");
-	metric_u64(b, "mxbatch_store_rounds_total", NULL, st.rounds);
-	metric_head(b, "mxbatch_store_rounds_failed_total", "counter",
-	            "Store commit rounds whose write failed");
-	metric_u64(b, "mxbatch_store_rounds_failed_total", NULL, st.rounds_failed);
+	metric_one(b, "mxbatch_store_rounds_total", "counter",
+	           "Store commit rounds written with the WAL synced", st.rounds);
+	metric_one(b, "mxbatch_store_rounds_failed_total", "counter",
+	           "Store commit rounds whose write failed", st.rounds_failed);
 	hist_u64(b, "mxbatch_store_round_operations", "Operations (submissions, "
 	         "outcomes, actions) per store commit round", queue_round_ops_bounds,
 	         st.round_ops, QUEUE_STAT_BUCKETS, 1, (double)st.ops, st.rounds);
@@ -146,18 +153,16 @@ smtpd_metrics(struct admin *a, struct evbuffer *b)
 	if (a->smtpd == NULL)
 		return;
 	smtpd_stats_get(a->smtpd, &st);
-	metric_head(b, "mxbatch_smtpd_sessions_open", "gauge",
-	            "Submission sessions open now");
-	metric_u64(b, "mxbatch_smtpd_sessions_open", NULL, st.sessions_open);
-	metric_head(b, "mxbatch_smtpd_sessions_total", "counter",
-	            "Submission sessions since start");
-	metric_u64(b, "mxbatch_smtpd_sessions_total", NULL, st.sessions_total);
-	metric_head(b, "mxbatch_smtpd_messages_accepted_total", "counter",
-	            "Messages accepted by submission since start (durable, 250 sent)");
-	metric_u64(b, "mxbatch_smtpd_messages_accepted_total", NULL, st.messages);
-	metric_head(b, "mxbatch_smtpd_recipients_accepted_total", "counter",
-	            "Recipients of the messages accepted by submission since start");
-	metric_u64(b, "mxbatch_smtpd_recipients_accepted_total", NULL, st.recipients);
+	metric_one(b, "mxbatch_smtpd_sessions_open", "gauge",
+	           "Submission sessions open now", st.sessions_open);
+	metric_one(b, "mxbatch_smtpd_sessions_total", "counter",
+	           "Submission sessions since start", st.sessions_total);
+	metric_one(b, "mxbatch_smtpd_messages_accepted_total", "counter",
+	           "Messages accepted by submission since start (durable, 250 sent)",
+	           st.messages);
+	metric_one(b, "mxbatch_smtpd_recipients_accepted_total", "counter",
+	           "Recipients of the messages accepted by submission since start",
+	           st.recipients);
 	metric_head(b, "mxbatch_smtpd_rejections_total", "counter",
 	            "4xx/5xx replies sent by submission, and connections refused, by reason");
 	for (int i = 0; i < SMTPD_REJECT_REASONS; i++) {
@@ -169,18 +174,16 @@ smtpd_metrics(struct admin *a, struct evbuffer *b)
 static void
 admin_self_metrics(struct admin *a, struct evbuffer *b)
 {
-	metric_head(b, "mxbatch_admin_requests_total", "counter",
-	            "Admin API requests received");
-	metric_u64(b, "mxbatch_admin_requests_total", NULL, a->n_requests);
-	metric_head(b, "mxbatch_admin_unauthorized_total", "counter",
-	            "Admin API requests refused for a missing or wrong token");
-	metric_u64(b, "mxbatch_admin_unauthorized_total", NULL, a->n_unauthorized);
-	metric_head(b, "mxbatch_admin_actions_total", "counter",
-	            "Admin actions performed (hold, release, delete, suspend, ...)");
-	metric_u64(b, "mxbatch_admin_actions_total", NULL, a->n_actions);
-	metric_head(b, "mxbatch_admin_event_waiters", "gauge",
-	            "Event long-polls waiting");
-	metric_u64(b, "mxbatch_admin_event_waiters", NULL, a->n_waiters);
+	metric_one(b, "mxbatch_admin_requests_total", "counter",
+	           "Admin API requests received", a->n_requests);
+	metric_one(b, "mxbatch_admin_unauthorized_total", "counter",
+	           "Admin API requests refused for a missing or wrong token",
+	           a->n_unauthorized);
+	metric_one(b, "mxbatch_admin_actions_total", "counter",
+	           "Admin actions performed (hold, release, delete, suspend, ...)",
+	           a->n_actions);
+	metric_one(b, "mxbatch_admin_event_waiters", "gauge",
+	           "Event long-polls waiting", a->n_waiters);
 }
 
 /* hist_lines - the samples of one histogram {buckets: [{le, count}],
@@ -375,9 +378,8 @@ admin_metrics_get(struct admin_req *r)
 	store_metrics(r->a, b);
 	smtpd_metrics(r->a, b);
 	admin_self_metrics(r->a, b);
-	metric_head(b, "mxbatch_scheduler_up", "gauge",
-	            "1 when the scheduler reports to the admin API");
-	metric_u64(b, "mxbatch_scheduler_up", NULL, ops != NULL);
+	metric_one(b, "mxbatch_scheduler_up", "gauge",
+	           "1 when the scheduler reports to the admin API", ops != NULL);
 	if (ops && ops->metrics && (m = ops->metrics(ops->ctx)) != NULL) {
 		sched_flatten(b, "mxbatch_sched", m, 0);
 		json_decref(m);

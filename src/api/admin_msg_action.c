@@ -353,14 +353,9 @@ static void
 sel_add_domain(struct bounce_sel *s, const char *domain)
 {
 	size_t n = strlen(domain), have = s->cur ? strlen(s->cur) : 0;
-	const char *p, *e;
 
-	for (p = s->cur; p && *p; p = *e ? e + 1 : e) {
-		e = strchr(p, ',');
-		e = e ? e : p + strlen(p);
-		if ((size_t)(e - p) == n && strncasecmp(p, domain, n) == 0)
-			return;
-	}
+	if (list_has(s->cur, domain))
+		return;
 	s->cur = xrealloc(s->cur, have + n + 2);
 	snprintf(s->cur + have, n + 2, "%s%s", have ? "," : "", domain);
 }

@@ -19,6 +19,8 @@ void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* is item one of the comma-separated names of list (case-insensitive)? */
+int list_has(const char *list, const char *item);
 
 /* ---- time ---- */
 uint64_t now_ms(void);  /* wall clock, ms since the epoch (stored times) */

@@ -49,6 +49,21 @@ xrealloc(void *p, size_t n)
 	return q;
 }
 
+int
+list_has(const char *list, const char *item)
+{
+	size_t n = strlen(item);
+	const char *e;
+
+	for (; list && *list; list = *e ? e + 1 : e) {
+		e = strchr(list, ',');
+		e = e ? e : list + strlen(list);
+		if ((size_t)(e - list) == n && strncasecmp(list, item, n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 char *
 xstrdup(const char *s)
 {

@@ -51,18 +51,7 @@ struct abounce {
 static int
 ab_domain_match(const struct abounce *ab, const char *domain)
 {
-	size_t n = strlen(domain);
-	const char *p = ab->domain, *e;
-
-	if (p == NULL)
-		return 1;
-	for (; *p; p = *e ? e + 1 : e) {
-		e = strchr(p, ',');
-		e = e ? e : p + strlen(p);
-		if ((size_t)(e - p) == n && strncasecmp(p, domain, n) == 0)
-			return 1;
-	}
-	return 0;
+	return ab->domain == NULL || list_has(ab->domain, domain);
 }
 
 static int

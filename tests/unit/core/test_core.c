@@ -228,11 +228,25 @@ test_config_dump(void **state)
 	config_free(cfg);
 }
 
+static void
+test_list_has(void **state)
+{
+	(void)state;
+	assert_true(list_has("a.test,B.test,c.test", "b.test"));
+	assert_true(list_has("a.test", "A.TEST"));
+	assert_true(list_has("a.test,c.test", "c.test"));
+	assert_false(list_has("a.test,c.test", "test"));
+	assert_false(list_has("ab.test", "a"));
+	assert_false(list_has("", "a.test"));
+	assert_false(list_has(NULL, "a.test"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_list_has),
 		cmocka_unit_test(test_sizes),
 		cmocka_unit_test(test_bool_and_hostport),
 		cmocka_unit_test(test_config_defaults),
