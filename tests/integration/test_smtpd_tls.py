@@ -41,17 +41,33 @@ class TlsCase(unittest.TestCase):
         self.accounts = self.world.path("accounts")
         with open(self.accounts, "w") as f:
             f.write(self.ACCOUNTS_TEXT)
-        self.port, self.sport = free_port(), free_port()
+        self.d = self.start_daemon()
+        self.ctx = ssl.create_default_context(cafile=self.cert.ca)
+
+    def start_daemon(self):
+        """The daemon with its two TCP listeners. free_port() only finds ports
+        free at that moment; until the daemon binds them, a test running in
+        parallel may take one ("Address already in use"). Then pick new ports
+        (and a new admin port) and start again, as the harness does for
+        mxsink and dnsmasq; any other start failure is the test's failure."""
         tls = {"tls_cert": self.cert.cert, "tls_key": self.cert.key,
                "auth": "required", "accounts": self.accounts}
-        self.d = self.world.daemon({
-            "delivery": {"paused": "yes"},
-            'listen "relay"': dict(tls, address="127.0.0.1:%d" % self.port),
-            'listen "smtps"': dict(tls, address="127.0.0.1:%d" % self.sport,
-                                   implicit_tls="yes"),
-        }, start=False)
-        self.d.start(timeout=base.START_TIMEOUT)
-        self.ctx = ssl.create_default_context(cafile=self.cert.ca)
+        for attempt in range(5):
+            self.port, self.sport = free_port(), free_port()
+            d = self.world.daemon({
+                "delivery": {"paused": "yes"},
+                'listen "relay"': dict(tls, address="127.0.0.1:%d" % self.port),
+                'listen "smtps"': dict(tls, address="127.0.0.1:%d" % self.sport,
+                                       implicit_tls="yes"),
+            }, start=False)
+            try:
+                return d.start(timeout=base.START_TIMEOUT)
+            except RuntimeError:
+                log = d.log_text()  # a listener, or the admin API (no errno)
+                taken = ("Address already in use" in log or
+                         "[admin] listen: cannot bind" in log)
+                if attempt == 4 or not taken:
+                    raise
 
     def smtp(self):
         c = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
