@@ -11,6 +11,7 @@
  */
 #include "api/admin_internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,10 +332,11 @@ admin_listen(struct admin *a, char *err, size_t errlen)
 	                           EVHTTP_REQ_OPTIONS);
 	evhttp_set_default_content_type(a->http, "application/json");
 	evhttp_set_gencb(a->http, admin_on_request, a);
+	errno = 0;
 	a->sock = evhttp_bind_socket_with_handle(a->http, host, (ev_uint16_t)port);
 	if (a->sock == NULL) {
-		snprintf(err, errlen, "[admin] listen: cannot bind %s",
-		         a->cfg->admin_listen);
+		snprintf(err, errlen, "[admin] listen: cannot bind %s: %s",
+		         a->cfg->admin_listen, errno ? strerror(errno) : "unknown error");
 		return -1;
 	}
 	log_info("-", "admin API listening on %s", a->cfg->admin_listen);

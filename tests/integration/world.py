@@ -952,14 +952,33 @@ class Daemon:
             out.append("")
         return "\n".join(out)
 
+    ADMIN_TAKEN = "[admin] listen: cannot bind"
+
     def start(self, timeout=20):
-        with open(self.config_path, "w") as f:
-            f.write(self.config_text())
-        self.proc = spawn([self.binary, "--foreground", "--config",
-                           self.config_path] + self.extra_args,
-                          self.out_path, cwd=self.dir)
-        self.wait_log(self.READY, timeout=timeout)
-        return self
+        """Start and wait for READY. free_port() only finds the admin port
+        free at that moment: a test running in parallel may bind it before
+        the daemon does, which then exits at start. If it did, and the admin
+        port is still the harness's own, pick another and start again (as
+        for mxsink and dnsmasq); any other start failure is raised."""
+        for attempt in range(5):
+            with open(self.config_path, "w") as f:
+                f.write(self.config_text())
+            seen = len(self.log_text())
+            self.proc = spawn([self.binary, "--foreground", "--config",
+                               self.config_path] + self.extra_args,
+                              self.out_path, cwd=self.dir)
+            try:
+                self.wait_log(self.READY, timeout=timeout)
+                return self
+            except RuntimeError:
+                ours = (self.sections.get("admin", {}).get("listen") ==
+                        "127.0.0.1:%d" % self.admin_port)
+                if (attempt == 4 or not ours or
+                        self.ADMIN_TAKEN not in self.log_text()[seen:]):
+                    raise
+                self.admin_port = free_port()
+                self.sections["admin"]["listen"] = \
+                    "127.0.0.1:%d" % self.admin_port
 
     def log_text(self):
         try:
