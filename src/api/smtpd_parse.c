@@ -257,7 +257,7 @@ skip_route(const char *p)
 static enum smtpd_path_rc
 mailbox(const char *s, size_t n, int flags, char *out, int *utf8)
 {
-	char local[SMTPD_PATH_MAX + 1];
+	char local[SMTPD_PATH_MAX + 1], dom[SMTPD_DOMAIN_MAX + 1];
 	size_t ln;
 	enum smtpd_path_rc rc;
 
@@ -273,12 +273,17 @@ mailbox(const char *s, size_t n, int flags, char *out, int *utf8)
 		return PATH_NEED_UTF8;
 	if (ln > SMTPD_LOCAL_MAX)
 		return PATH_TOO_LONG;
-	memcpy(out, local, ln + 1);
+	/* the domain on its own first: an IDN's A-labels can be longer than
+	 * its UTF-8, so only the normalised length says whether it fits */
 	rc = smtpd_domain_norm(local + ln + 1, n - ln - 1, flags & PATH_UTF8_OK,
-	                       out + ln + 1);
-	if (rc == PATH_OK && strlen(out) > SMTPD_PATH_MAX - 2)
-		rc = PATH_TOO_LONG;
-	return rc;
+	                       dom);
+	if (rc != PATH_OK)
+		return rc;
+	if (ln + 1 + strlen(dom) > SMTPD_PATH_MAX - 2)
+		return PATH_TOO_LONG;
+	memcpy(out, local, ln + 1);
+	strcpy(out + ln + 1, dom);
+	return PATH_OK;
 }
 
 /* path_end - the '>' closing the path at p, honouring quoted strings */

@@ -150,6 +150,29 @@ test_path_utf8(void **state)
 	/* A-labels pass as they are */
 	assert_int_equal(path("<u@XN--BCHER-KVA.example>", 0, out, &u), PATH_OK);
 	assert_string_equal(out, "u@xn--bcher-kva.example");
+	/* a U-label domain (177 bytes) whose A-labels (207) make the path too
+	 * long: refused, never written past out (found by fuzz_smtpd_path) */
+	{
+		char in[512], lab[] = "xx\xc3\xaexx\xc3\xafxx\xc3\xb0xx\xc3\xb1.";
+		size_t n;
+
+		memset(in, 0, sizeof(in));
+		in[0] = '<';
+		memset(in + 1, 'a', 60);
+		in[61] = '@';
+		for (int i = 0; i < 10; i++)
+			strcat(in, lab);
+		strcat(in, "example>");
+		n = strlen(in);
+		assert_true(n < SMTPD_PATH_MAX); /* fits before normalising */
+		assert_int_equal(path(in, PATH_UTF8_OK, out, &u), PATH_TOO_LONG);
+		in[62] = '\0'; /* three such labels fit */
+		for (int i = 0; i < 3; i++)
+			strcat(in, lab);
+		strcat(in, "example>");
+		assert_int_equal(path(in, PATH_UTF8_OK, out, &u), PATH_OK);
+		assert_non_null(strstr(out, "@xn--"));
+	}
 }
 
 static void
