@@ -382,29 +382,6 @@ apply_abort(struct qround *r, struct qop *op)
 	wdel(r, QCF_INCOMING, k, QK_MSG_LEN);
 }
 
-/* range_still_due - does a stale range key still name a recipient that is
- * QUEUED at its time? Only when an earlier claim of some of them was not
- * written (a failed round, retried): the key must stay, or they would be
- * due nowhere. Its time goes back to the loop, which scans it again. */
-static int
-range_still_due(struct qround *r, const struct qclaim *c)
-{
-	for (uint32_t i = 0; i < c->count; i++) {
-		struct queue_rcpt rc = { 0 };
-		int found = rcpt_get(r, c->id, c->first + i, &rc), due;
-
-		due = found < 0 || (found && rc.state == QUEUE_RCPT_QUEUED &&
-		    rc.next_ms == c->due_ms);
-		qrcpt_clear(&rc);
-		if (due) {
-			if (c->due_ms < r->min_due[c->cls])
-				r->min_due[c->cls] = c->due_ms;
-			return 1;
-		}
-	}
-	return 0;
-}
-
 /* apply_claim - mark claimed recipients in flight; delete stale keys.
  * The loop read the recipients before the ops pending ahead of this one
  * were applied, and the scheduler already has them: whatever those ops
@@ -418,17 +395,9 @@ apply_claim(struct qround *r, struct qop *op)
 	for (size_t i = 0; i < op->n_claims; i++) {
 		struct qclaim *c = &op->claims[i];
 		struct queue_rcpt rc = { 0 };
+		int found = rcpt_get(r, c->id, c->idx, &rc);
 		unsigned char dk[QK_DUE_LEN];
-		int found;
 
-		if (c->idx == QK_DUE_RANGE) { /* a stale range key */
-			if (!range_still_due(r, c)) {
-				qk_due(dk, c->cls, c->due_ms, c->id, c->idx);
-				wdel(r, QCF_DUE, dk, sizeof(dk));
-			}
-			continue;
-		}
-		found = rcpt_get(r, c->id, c->idx, &rc);
 		if (found < 0) {
 			op->st = QUEUE_ETEMP;
 			return;

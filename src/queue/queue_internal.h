@@ -91,13 +91,7 @@ enum qop_kind { QOP_CHUNK, QOP_COMMIT, QOP_ABORT, QOP_CLAIM, QOP_OUTCOMES,
                 QOP_KV_PUT, QOP_KV_DEL, QOP_RETRY_NOW };
 
 struct qrcpt_in { char *address, *domain, *orcpt; unsigned notify; };
-struct qclaim {
-	queue_msgid id;
-	uint32_t idx;
-	uint64_t due_ms;
-	unsigned cls;
-	uint32_t first, count;  /* a stale range key: the recipients it names */
-};
+struct qclaim { queue_msgid id; uint32_t idx; uint64_t due_ms; unsigned cls; };
 
 struct qop {
 	struct qop *next;

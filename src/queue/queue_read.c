@@ -159,13 +159,11 @@ static int
 scan_range(struct queue *q, struct qscan *s, struct qclaim c, size_t max,
            const char *k, const char *v, size_t vlen)
 {
-	uint32_t start = 0, count = 0, i = 0;
+	uint32_t start, count, i = 0;
 	struct qclaim one = c;
 	int same = memcmp(k, q->range_key, QK_DUE_LEN) == 0;
 
-	if (qk_due_range_parse(v, vlen, &start, &count) < 0)
-		start = count = 0;
-	else {
+	if (qk_due_range_parse(v, vlen, &start, &count) == 0) {
 		if (same && q->range_next > start)
 			i = q->range_next - start < count ?
 			    q->range_next - start : count;
@@ -184,11 +182,7 @@ scan_range(struct queue *q, struct qscan *s, struct qclaim c, size_t max,
 	}
 	if (same)
 		memset(q->range_key, 0, QK_DUE_LEN);
-	c.first = start; /* (count 0 if the value was bad: nothing to keep) */
-	c.count = count;
-	scan_add(s, &c); /* stale now: the claim op deletes the key, unless one
-	                  * it names is still due at its time (a claim of an
-	                  * earlier scan that was not written yet) */
+	scan_add(s, &c); /* stale now: the claim op deletes the key */
 	return 0;
 }
 
@@ -198,7 +192,7 @@ static int
 scan_key(struct queue *q, struct qscan *s, size_t max, const char *k,
          size_t klen, const char *v, size_t vlen)
 {
-	struct qclaim c = { 0 };
+	struct qclaim c;
 	int rc;
 
 	if (qk_due_parse(k, klen, &c.cls, &c.due_ms, &c.id, &c.idx) < 0)

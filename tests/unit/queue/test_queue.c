@@ -1202,46 +1202,6 @@ test_range_due(void **state)
 	assert_consistent(f);
 }
 
-/* test_range_kept - a stale range key whose claim op finds a recipient it
- * names still QUEUED at its time (an earlier claim of it not written, as
- * after a failed round) is kept, or that recipient would be due nowhere */
-static void
-test_range_kept(void **state)
-{
-	struct fx *f = *state;
-	rocksdb_iterator_t *it;
-	struct qop *op = xcalloc(1, sizeof(*op));
-	struct qclaim *c = xcalloc(1, sizeof(*c));
-	int got[8];
-	size_t klen;
-	queue_msgid b;
-
-	b = submit(f, 100, 3, 0);
-	it = rocksdb_create_iterator_cf(f->q->db, f->q->ropts,
-	    f->q->cf[QCF_DUE]);
-	rocksdb_iter_seek_to_first(it);
-	assert_true(rocksdb_iter_valid(it));
-	assert_int_equal(qk_due_parse(rocksdb_iter_key(it, &klen), QK_DUE_LEN,
-	    &c->cls, &c->due_ms, &c->id, &c->idx), 0);
-	rocksdb_iter_destroy(it);
-	assert_true(c->id == b && c->idx == QK_DUE_RANGE);
-	c->first = 0;
-	c->count = 3;
-	op->kind = QOP_CLAIM; /* the key noted stale, none of them claimed */
-	op->claims = c;
-	op->n_claims = 1;
-	op->dcb = on_done;
-	op->arg = f;
-	f->pending++;
-	qstore_submit(f->q, op);
-	fx_wait(f);
-	assert_int_equal(due_keys(f->q), 1);
-	assert_int_equal(claim_idx(f, 8, b, got), 3);
-	flush(f); /* now they are in flight: the key goes */
-	assert_int_equal(due_keys(f->q), 0);
-	assert_consistent(f);
-}
-
 static void
 test_counters_rebuild(void **state)
 {
@@ -1342,7 +1302,6 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_priority, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_range_due, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_range_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	};
