@@ -447,9 +447,8 @@ queue_msg_add_rcpt(struct queue_writer *w, const struct queue_rcpt_in *r)
 	char *dom;
 
 	if (r == NULL || r->address == NULL || r->address[0] == '\0' ||
-	    strlen(r->address) > 1024 || w->n_rcpts >= QK_DUE_RANGE - 1 ||
-	    (dom = rcpt_domain(r)) == NULL)
-		return -1; /* QK_DUE_RANGE and up are no recipient index */
+	    strlen(r->address) > 1024 || (dom = rcpt_domain(r)) == NULL)
+		return -1;
 	if (w->n_rcpts == w->cap_rcpts) {
 		w->cap_rcpts = w->cap_rcpts ? w->cap_rcpts * 2 : 16;
 		w->rcpts = xrealloc(w->rcpts, w->cap_rcpts * sizeof(*w->rcpts));

@@ -123,47 +123,28 @@ rcpt_get(struct qround *r, queue_msgid id, uint32_t idx, struct queue_rcpt *rc)
 	return ret;
 }
 
-/* due_put - a due key (range value or "") at ms in class cls */
+/* rcpt_put - write the record and the index key of its state; cls is
+ * the priority class of its message (qk_prio) */
 static void
-due_put(struct qround *r, unsigned cls, uint64_t ms, queue_msgid id,
-        uint32_t idx, const char *v, size_t vlen)
+rcpt_put(struct qround *r, const struct queue_rcpt *rc, unsigned cls)
 {
-	unsigned char dk[QK_DUE_LEN];
-
-	qk_due(dk, cls, ms, id, idx);
-	wput(r, QCF_DUE, dk, sizeof(dk), v, vlen);
-	if (ms < r->min_due[cls])
-		r->min_due[cls] = ms;
-}
-
-/* rcpt_put_as - write the record and, if index, the index key of its
- * state; cls is the priority class of its message (qk_prio) */
-static void
-rcpt_put_as(struct qround *r, const struct queue_rcpt *rc, unsigned cls,
-            int index)
-{
-	unsigned char k[QK_RCPT_LEN], v[8];
+	unsigned char k[QK_RCPT_LEN], dk[QK_DUE_LEN], v[8];
 	struct qbuf b = { 0 };
 
 	qk_rcpt(k, rc->msgid, rc->idx);
 	qrcpt_encode(rc, &b);
 	wput(r, QCF_RCPT, k, sizeof(k), b.p, b.len);
 	qbuf_free(&b);
-	qcnt_rcpt(&r->q->cnt, rc, 1);
-	if (!index)
-		return;
 	if (rc->state == QUEUE_RCPT_QUEUED) {
-		due_put(r, cls, rc->next_ms, rc->msgid, rc->idx, "", 0);
+		qk_due(dk, cls, rc->next_ms, rc->msgid, rc->idx);
+		wput(r, QCF_DUE, dk, sizeof(dk), "", 0);
+		if (rc->next_ms < r->min_due[cls])
+			r->min_due[cls] = rc->next_ms;
 	} else if (rc->state == QUEUE_RCPT_INFLIGHT) {
 		qk_put64(v, rc->next_ms);
 		wput(r, QCF_INFLIGHT, k, sizeof(k), (const char *)v, sizeof(v));
 	}
-}
-
-static void
-rcpt_put(struct qround *r, const struct queue_rcpt *rc, unsigned cls)
-{
-	rcpt_put_as(r, rc, cls, 1);
+	qcnt_rcpt(&r->q->cnt, rc, 1);
 }
 
 /* rcpt_unindex - remove the index key of its state (record stays) */
@@ -316,7 +297,6 @@ apply_commit(struct qround *r, struct qop *op)
 {
 	unsigned char k[QK_BODY_LEN];
 	int held = (op->env.flags & QUEUE_MSG_HELD) != 0;
-	unsigned cls = qk_prio(op->env.priority);
 
 	op->st = qfail_find(r->q, op->id, 1);
 	if (op->st == QUEUE_OK && r->q->space_low)
@@ -335,8 +315,6 @@ apply_commit(struct qround *r, struct qop *op)
 	}
 	op->env.rcpts_total = op->env.rcpts_live = (uint32_t)op->n_rcpts;
 	env_put(r, op->id, &op->env);
-	/* all its recipients are due at once: one range due key, not one
-	 * key per recipient (half the keys of a submission) */
 	for (size_t i = 0; i < op->n_rcpts; i++) {
 		struct queue_rcpt rc = {
 			.msgid = op->id, .idx = (uint32_t)i,
@@ -348,14 +326,7 @@ apply_commit(struct qround *r, struct qop *op)
 			.submit_ms = op->env.submit_ms,
 			.next_ms = op->env.submit_ms,
 		};
-		rcpt_put_as(r, &rc, cls, 0);
-	}
-	if (!held && op->n_rcpts > 0) {
-		unsigned char v[QK_DUE_RANGE_VLEN];
-
-		qk_due_range_value(v, 0, (uint32_t)op->n_rcpts);
-		due_put(r, cls, op->env.submit_ms, op->id, QK_DUE_RANGE,
-		    (const char *)v, sizeof(v));
+		rcpt_put(r, &rc, qk_prio(op->env.priority));
 	}
 	r->q->cnt.messages++;
 	r->q->cnt.bytes += op->env.size;

@@ -98,30 +98,6 @@ qk_due_parse(const char *k, size_t len, unsigned *cls, uint64_t *ms,
 	return 0;
 }
 
-void
-qk_due_range_value(unsigned char v[QK_DUE_RANGE_VLEN], uint32_t start,
-                   uint32_t count)
-{
-	qk_put32(v, start);
-	qk_put32(v + 4, count);
-}
-
-int
-qk_due_range_parse(const char *v, size_t len, uint32_t *start,
-                   uint32_t *count)
-{
-	const unsigned char *p = (const unsigned char *)v;
-
-	if (len != QK_DUE_RANGE_VLEN)
-		return -1;
-	*start = qk_get32(p);
-	*count = qk_get32(p + 4);
-	if (*count == 0 || *start >= QK_DUE_RANGE ||
-	    *count > QK_DUE_RANGE - *start)
-		return -1;
-	return 0;
-}
-
 /* ---- message ids ---- */
 
 void

@@ -418,7 +418,7 @@ qdb_counters_at_open(struct queue *q, struct queue_counters *c)
 	return 0;
 }
 
-/* qdb_migrate_due - schema 1 -> 2 (and so 3): due keys gain the class of
+/* qdb_migrate_due - schema 1 -> 2: due keys gain the priority class of
  * their message. Written in batches; a crash midway leaves both key forms,
  * and the next open (schema still 1) converts the rest. */
 static int
@@ -482,27 +482,6 @@ qdb_migrate_due(struct queue *q, char *err, size_t errlen)
 	return rc;
 }
 
-/* qdb_schema_2to3 - schema 3 added range due keys (one per submission),
- * which schema 2 never wrote: nothing to convert, only the version, so a
- * schema 2 program refuses the spool rather than taking them for stale */
-static int
-qdb_schema_2to3(struct queue *q, char *err, size_t errlen)
-{
-	char *e = NULL;
-
-	rocksdb_put_cf(q->db, q->wsync, q->cf[QCF_DEFAULT], qkey_schema,
-	    sizeof(qkey_schema) - 1, QUEUE_SCHEMA_VERSION,
-	    strlen(QUEUE_SCHEMA_VERSION), &e);
-	if (e) {
-		snprintf(err, errlen, "spool %s: writing schema %s: %s", q->path,
-		    QUEUE_SCHEMA_VERSION, e);
-		rocksdb_free(e);
-		return -1;
-	}
-	log_info("-", "spool %s: schema 2 -> %s", q->path, QUEUE_SCHEMA_VERSION);
-	return 0;
-}
-
 /* qdb_schema - refuse a spool written by a newer version; convert an
  * older one. A new (or pre-schema-key) spool is written at recovery. */
 static int
@@ -522,8 +501,6 @@ qdb_schema(struct queue *q, char *err, size_t errlen)
 	}
 	if (v == NULL || (len == 1 && v[0] == '1'))
 		rc = qdb_migrate_due(q, err, errlen);
-	else if (len == 1 && v[0] == '2')
-		rc = qdb_schema_2to3(q, err, errlen);
 	else if (len != strlen(QUEUE_SCHEMA_VERSION) ||
 	    memcmp(v, QUEUE_SCHEMA_VERSION, len) != 0) {
 		snprintf(err, errlen, "spool %s: schema version \"%.*s\", this "

@@ -16,8 +16,7 @@
 #include "queue/queue.h"
 
 #define QUEUE_CHUNK_SIZE (64u * 1024u)  /* body bytes per body-CF value */
-/* 1: due keys without priority class; 2: + class; 3: + range due keys */
-#define QUEUE_SCHEMA_VERSION "3"
+#define QUEUE_SCHEMA_VERSION "2" /* 1: due keys without priority class */
 
 /* column families, in open order (docs/spool.md) */
 enum qcf { QCF_DEFAULT = 0, QCF_MSG, QCF_BODY, QCF_RCPT, QCF_DUE, QCF_INFLIGHT,
@@ -30,11 +29,6 @@ enum qcf { QCF_DEFAULT = 0, QCF_MSG, QCF_BODY, QCF_RCPT, QCF_DUE, QCF_INFLIGHT,
 #define QK_DUE_LEN  21  /* priority class (u8), due ms (u64), msgid, idx */
 #define QK_DUE_V1_LEN 20 /* schema 1: due ms, msgid, rcpt idx */
 #define QK_CLASSES  255 /* priority classes: 0 = priority 127 (first) */
-/* the idx of a range due key: its value (start u32, count u32) names
- * recipients start..start+count-1 of its message, due at the key's time.
- * A submission writes one of these instead of one key per recipient. */
-#define QK_DUE_RANGE 0xffffffffu
-#define QK_DUE_RANGE_VLEN 8
 
 void qk_put64(unsigned char *p, uint64_t v);
 void qk_put32(unsigned char *p, uint32_t v);
@@ -51,11 +45,6 @@ void qk_due(unsigned char k[QK_DUE_LEN], unsigned cls, uint64_t ms,
 /* 0 ok, -1 wrong length */
 int qk_due_parse(const char *k, size_t len, unsigned *cls, uint64_t *ms,
                  queue_msgid *id, uint32_t *idx);
-void qk_due_range_value(unsigned char v[QK_DUE_RANGE_VLEN], uint32_t start,
-                        uint32_t count);
-/* 0 ok, -1 not a range value (or one that overflows the index space) */
-int qk_due_range_parse(const char *v, size_t len, uint32_t *start,
-                       uint32_t *count);
 
 /* ---- records ---- */
 struct qbuf { char *p; size_t len, cap; };
@@ -204,10 +193,6 @@ struct queue {
 	unsigned char due_floor[QK_CLASSES][QK_DUE_LEN];
 	unsigned char due_class[QK_CLASSES];
 	struct qclaimset *claimed;
-	/* the range key a claim stopped in the middle of, and the recipient
-	 * it stopped at: the next claim goes on from there */
-	unsigned char range_key[QK_DUE_LEN];
-	uint32_t range_next;
 	struct qop *claim_retry;        /* claim ops to resubmit */
 	struct event *retry_ev;
 };

@@ -120,90 +120,32 @@ scan_rcpt(struct queue *q, struct qscan *s, queue_msgid id, uint32_t idx,
 	return qrcpt_decode(v, vlen, r) == 0 ? 1 : 0;
 }
 
-/* scan_one - recipient c.idx of a due key: claimed (1), not due at this
- * key's time (0: claimed already, held, deferred, gone), -1 read error */
+/* scan_key - one due key: claim it, skip it, or note it stale;
+ * -1 on a read error */
 static int
-scan_one(struct queue *q, struct qscan *s, const struct qclaim *c)
+scan_key(struct queue *q, struct qscan *s, const char *k, size_t klen)
 {
 	struct queue_rcpt *r = &s->out[s->n];
+	struct qclaim c;
 	int found;
 
+	if (qk_due_parse(k, klen, &c.cls, &c.due_ms, &c.id, &c.idx) < 0 ||
+	    qclaimset_has(q->claimed, c.id, c.idx))
+		return 0;
 	memset(r, 0, sizeof(*r));
-	found = scan_rcpt(q, s, c->id, c->idx, r);
+	found = scan_rcpt(q, s, c.id, c.idx, r);
 	if (found < 0)
 		return -1;
-	if (found == 0 || r->state != QUEUE_RCPT_QUEUED ||
-	    r->next_ms != c->due_ms) {
+	if (found == 0 || r->state != QUEUE_RCPT_QUEUED || r->next_ms != c.due_ms) {
 		qrcpt_clear(r);
+		scan_add(s, &c); /* stale: the claim op deletes the key */
 		return 0;
 	}
 	r->state = QUEUE_RCPT_INFLIGHT;
-	/* hidden from now on, this scan included: a recipient may be named
-	 * by its own key and a range key at the same time (one requeued at
-	 * its first due time after a restart), and is claimed once */
-	qclaimset_add(q->claimed, c->id, c->idx);
-	scan_add(s, c); /* then swap it before the stale keys */
+	scan_add(s, &c); /* then swap it before the stale ones */
 	s->claims[s->n_claims - 1] = s->claims[s->n];
-	s->claims[s->n++] = *c;
-	return 1;
-}
-
-/* scan_range - a range due key (a submission's recipients): claim those
- * still due at its time, up to max. The key goes (noted stale) once every
- * recipient it names was looked at; a scan that fills up in the middle
- * leaves it, and the next scan starts at it again, at the recipient it
- * stopped at (q->range_key, range_next: those before it were claimed or
- * not due, and a recipient that becomes due again gets its own key).
- * 1 if stopped in the middle, -1 on a read error. */
-static int
-scan_range(struct queue *q, struct qscan *s, struct qclaim c, size_t max,
-           const char *k, const char *v, size_t vlen)
-{
-	uint32_t start, count, i = 0;
-	struct qclaim one = c;
-	int same = memcmp(k, q->range_key, QK_DUE_LEN) == 0;
-
-	if (qk_due_range_parse(v, vlen, &start, &count) == 0) {
-		if (same && q->range_next > start)
-			i = q->range_next - start < count ?
-			    q->range_next - start : count;
-		for (; i < count; i++) {
-			one.idx = start + i;
-			if (qclaimset_has(q->claimed, c.id, one.idx))
-				continue;
-			if (s->n == max) {
-				memcpy(q->range_key, k, QK_DUE_LEN);
-				q->range_next = one.idx;
-				return 1;
-			}
-			if (scan_one(q, s, &one) < 0)
-				return -1;
-		}
-	}
-	if (same)
-		memset(q->range_key, 0, QK_DUE_LEN);
-	scan_add(s, &c); /* stale now: the claim op deletes the key */
+	s->claims[s->n++] = c;
 	return 0;
-}
-
-/* scan_key - one due key: claim what it names, skip it, or note it stale;
- * 1 if the scan filled up in the middle of a range key, -1 on a read error */
-static int
-scan_key(struct queue *q, struct qscan *s, size_t max, const char *k,
-         size_t klen, const char *v, size_t vlen)
-{
-	struct qclaim c;
-	int rc;
-
-	if (qk_due_parse(k, klen, &c.cls, &c.due_ms, &c.id, &c.idx) < 0)
-		return 0;
-	if (c.idx == QK_DUE_RANGE)
-		return scan_range(q, s, c, max, k, v, vlen);
-	if (qclaimset_has(q->claimed, c.id, c.idx))
-		return 0;
-	if ((rc = scan_one(q, s, &c)) == 0)
-		scan_add(s, &c); /* stale: the claim op deletes the key */
-	return rc < 0 ? -1 : 0;
 }
 
 /* claim_class - walk one priority class of the due index from its floor
@@ -237,17 +179,12 @@ claim_class(struct queue *q, unsigned cls, uint64_t now, size_t max,
 	if (!rocksdb_iter_valid(it))
 		q->due_class[cls] = 0; /* empty from the floor on */
 	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-		const char *k = rocksdb_iter_key(it, &klen), *v;
-		size_t vlen;
-		int rc;
+		const char *k = rocksdb_iter_key(it, &klen);
 
 		if (klen == QK_DUE_LEN &&
 		    qk_get64((const unsigned char *)k + 1) > now)
 			break;
-		v = rocksdb_iter_value(it, &vlen);
-		rc = s->n == max ? 1 : scan_key(q, s, max, k, klen, v, vlen);
-		if (rc != 0) {
-			bad = rc < 0 ? -1 : 0;
+		if (s->n == max || (bad = scan_key(q, s, k, klen)) < 0) {
 			stopped = 1; /* resume at this key next time */
 			if (klen == QK_DUE_LEN)
 				memcpy(last, k, QK_DUE_LEN);
@@ -308,6 +245,8 @@ queue_due_claim(struct queue *q, uint64_t now, size_t max,
 		free(s.out);
 		return 0;
 	}
+	for (size_t i = 0; i < s.n; i++)
+		qclaimset_add(q->claimed, s.claims[i].id, s.claims[i].idx);
 	op = xcalloc(1, sizeof(*op));
 	op->kind = QOP_CLAIM;
 	op->claims = s.claims;
@@ -320,23 +259,6 @@ queue_due_claim(struct queue *q, uint64_t now, size_t max,
 	}
 	*out = s.out;
 	return (int)s.n;
-}
-
-/* due_claimed - is every recipient a due key names claimed already? */
-static int
-due_claimed(struct queue *q, queue_msgid id, uint32_t idx, const char *v,
-            size_t vlen)
-{
-	uint32_t start, count;
-
-	if (idx != QK_DUE_RANGE)
-		return qclaimset_has(q->claimed, id, idx);
-	if (qk_due_range_parse(v, vlen, &start, &count) < 0)
-		return 1; /* names none */
-	for (uint32_t i = 0; i < count; i++)
-		if (!qclaimset_has(q->claimed, id, start + i))
-			return 0;
-	return 1;
 }
 
 uint64_t
@@ -365,13 +287,10 @@ queue_due_next_ms(struct queue *q)
 		for (rocksdb_iter_seek(it, (const char *)q->due_floor[c],
 		         QK_DUE_LEN);
 		     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-			const char *k = rocksdb_iter_key(it, &klen), *v;
-			size_t vlen;
+			const char *k = rocksdb_iter_key(it, &klen);
 
-			if (qk_due_parse(k, klen, &cls, &ms, &id, &idx) < 0)
-				continue;
-			v = rocksdb_iter_value(it, &vlen);
-			if (due_claimed(q, id, idx, v, vlen))
+			if (qk_due_parse(k, klen, &cls, &ms, &id, &idx) < 0 ||
+			    qclaimset_has(q->claimed, id, idx))
 				continue;
 			if (ms < when)
 				when = ms;

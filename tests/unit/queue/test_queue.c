@@ -1019,8 +1019,7 @@ test_priority(void **state)
 	assert_consistent(f);
 }
 
-/* v1_due_keys - rewrite the due index as schema 1 wrote it: no class,
- * one key per recipient (range keys came with schema 3) */
+/* v1_due_keys - rewrite the due index as schema 1 wrote it (no class) */
 static void
 v1_due_keys(struct queue *q)
 {
@@ -1032,22 +1031,12 @@ v1_due_keys(struct queue *q)
 
 	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
 	     rocksdb_iter_next(it)) {
-		const char *k = rocksdb_iter_key(it, &klen), *v;
-		unsigned char v1[QK_DUE_V1_LEN];
-		uint32_t start = qk_get32((const unsigned char *)k + 17), n = 1;
-		size_t vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
 
 		assert_int_equal(klen, QK_DUE_LEN);
-		v = rocksdb_iter_value(it, &vlen);
-		if (start == QK_DUE_RANGE)
-			assert_int_equal(qk_due_range_parse(v, vlen, &start, &n), 0);
 		rocksdb_writebatch_delete_cf(wb, q->cf[QCF_DUE], k, klen);
-		memcpy(v1, k + 1, QK_DUE_V1_LEN);
-		for (uint32_t i = 0; i < n; i++) {
-			qk_put32(v1 + 16, start + i);
-			rocksdb_writebatch_put_cf(wb, q->cf[QCF_DUE],
-			    (const char *)v1, sizeof(v1), "", 0);
-		}
+		rocksdb_writebatch_put_cf(wb, q->cf[QCF_DUE], k + 1, klen - 1,
+		    "", 0);
 	}
 	rocksdb_iter_destroy(it);
 	rocksdb_writebatch_put_cf(wb, q->cf[QCF_DEFAULT], "schema", 6, "1", 1);
@@ -1057,17 +1046,15 @@ v1_due_keys(struct queue *q)
 }
 
 /* test_schema_upgrade - a schema 1 spool opens and keeps its due index
- * (now in priority order); a schema 2 one opens as it is and becomes 3;
- * a newer schema is refused with a clear error */
+ * (now in priority order); a newer schema is refused with a clear error */
 static void
 test_schema_upgrade(void **state)
 {
 	struct fx *f = *state;
 	struct queue_rcpt *r;
 	struct queue_opts o = { .path = f->spool };
-	char err[512] = "", *e = NULL, *v;
+	char err[512] = "", *e = NULL;
 	queue_msgid a, b;
-	size_t vlen;
 	int n;
 
 	a = submit(f, 10, 2, 0);
@@ -1085,22 +1072,6 @@ test_schema_upgrade(void **state)
 	queue_rcpts_free(r, 3);
 	flush(f);
 	assert_consistent(f);
-	outcome(f, a, 0, QUEUE_OUT_REDEFER, now_ms() + 1); /* ordinary keys: */
-	rocksdb_put_cf(f->q->db, f->q->wsync, f->q->cf[QCF_DEFAULT], "schema",
-	    6, "2", 1, &e);
-	assert_null(e);
-	queue_close(f->q);
-	f->q = fx_open(f);
-	assert_non_null(f->q);
-	v = rocksdb_get_cf(f->q->db, f->q->ropts, f->q->cf[QCF_DEFAULT],
-	    "schema", 6, &vlen, &e);
-	assert_null(e);
-	assert_true(vlen == 1 && v[0] == '3');
-	rocksdb_free(v);
-	n = queue_due_claim(f->q, now_ms() + 10, 10, &r); /* and the two */
-	assert_int_equal(n, 3);                    /* in flight at close */
-	queue_rcpts_free(r, 3);
-	flush(f);
 	rocksdb_put_cf(f->q->db, f->q->wsync, f->q->cf[QCF_DEFAULT], "schema",
 	    6, "9", 1, &e);
 	assert_null(e);
@@ -1114,92 +1085,6 @@ test_schema_upgrade(void **state)
 	rm_rf(f->spool);
 	f->q = fx_open(f);
 	assert_non_null(f->q);
-}
-
-/* claim_idx - claim up to max at now + 1 s; the indices, in order, as
- * one number per recipient (idx + 100 * message order) in out */
-static int
-claim_idx(struct fx *f, size_t max, queue_msgid a, int *out)
-{
-	struct queue_rcpt *r;
-	int n = queue_due_claim(f->q, now_ms() + 1000, max, &r);
-
-	for (int i = 0; i < n; i++)
-		out[i] = (int)r[i].idx + (r[i].msgid == a ? 0 : 100);
-	if (n > 0)
-		queue_rcpts_free(r, (size_t)n);
-	return n;
-}
-
-/* test_range_due - a submission writes one due key for all its
- * recipients; claims take them in pages, each once, whatever happens to
- * some of them in between; the key goes when every one was looked at */
-static void
-test_range_due(void **state)
-{
-	struct fx *f = *state;
-	int got[64], n;
-	queue_msgid a, b;
-
-	a = submit(f, 100, 10, 0);
-	assert_int_equal(due_keys(f->q), 1);
-	n = claim_idx(f, 4, a, got);
-	assert_int_equal(n, 4);
-	for (int i = 0; i < 4; i++)
-		assert_int_equal(got[i], i);
-	/* before the claim op is applied: the claimed ones stay hidden */
-	n = claim_idx(f, 3, a, got);
-	assert_int_equal(n, 3);
-	assert_int_equal(got[0], 4);
-	assert_int_equal(got[2], 6);
-	flush(f);
-	outcome(f, a, 0, QUEUE_OUT_RELEASE, 0); /* due again on its own key */
-	n = claim_idx(f, 16, a, got);
-	assert_int_equal(n, 4); /* 7, 8, 9 (submission time), then 0, once */
-	assert_int_equal(got[0], 7);
-	assert_int_equal(got[2], 9);
-	assert_int_equal(got[3], 0);
-	flush(f);
-	assert_int_equal(due_keys(f->q), 0);
-	assert_int_equal(claim_idx(f, 16, a, got), 0);
-
-	/* held, released, deleted before any claim: the range key never
-	 * yields a recipient that is not QUEUED at its time */
-	b = submit(f, 100, 3, 0);
-	admin(f, QOP_HOLD, b, QUEUE_OK);
-	assert_int_equal(claim_idx(f, 16, a, got), 0);
-	flush(f);
-	admin(f, QOP_RELEASE, b, QUEUE_OK);
-	n = claim_idx(f, 16, a, got);
-	assert_int_equal(n, 3);
-	assert_int_equal(got[0], 100);
-	flush(f);
-	b = submit(f, 100, 3, 0);
-	admin(f, QOP_DELETE, b, QUEUE_OK);
-	assert_int_equal(claim_idx(f, 16, a, got), 0);
-	flush(f);
-	assert_int_equal(due_keys(f->q), 0);
-	assert_consistent(f);
-
-	/* a held submission writes no due key; a range key survives a
-	 * restart in the middle of its claims */
-	submit(f, 100, 2, QUEUE_MSG_HELD);
-	assert_int_equal(due_keys(f->q), 0);
-	b = submit(f, 100, 5, 0);
-	assert_int_equal(claim_idx(f, 2, b, got), 2);
-	flush(f);
-	queue_close(f->q);
-	f->q = fx_open(f);
-	assert_non_null(f->q);
-	n = claim_idx(f, 64, b, got); /* with all in flight at the close */
-	for (int i = 0, m = 0; i <= n; i++) {
-		if (i == n) /* 2 were in flight: due again; 3 never claimed */
-			assert_int_equal(m, 5);
-		else
-			m += got[i] < 100;
-	}
-	flush(f);
-	assert_consistent(f);
 }
 
 static void
@@ -1301,7 +1186,6 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_claim_races, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_priority, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_range_due, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counters_rebuild, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 	};
