@@ -10,8 +10,9 @@
 # 1. RocksDB alone: contrib/bench/rocksdb_ceiling.c, compiled here with cc
 #    and pkg-config (not by CMake), one writer, WriteBatches with the WAL
 #    synced: messages/s with 1 message per batch (a single synced 4 KiB
-#    put) and with 64 per batch at 1, 4, 13 and 22 keys per message (13:
-#    the store's layout for 10 recipients; 22 before range due keys).
+#    put) and with 64 per batch at 1, 4, 13 and 22 keys per message (22:
+#    the store's layout for 10 recipients; 13 with one due key per
+#    submission).
 #    Bounds the store.
 # 2. smtp-source -> smtp-sink over loopback, nothing written to disk:
 #    smtp-source -s 20 -l 4096 -d -N, 1 and 10 recipients, msgs/s and

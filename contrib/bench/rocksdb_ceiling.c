@@ -12,12 +12,12 @@
  *     the bound for a store that syncs every message on its own);
  *   - 64 messages per synced batch, K keys per message, K = 1, 4, 13, 22:
  *     key 0 is the 4 KiB body, keys 1..K-1 are 100-byte values (the shape
- *     of recipient records and due-index keys). 13 is the store's layout
+ *     of recipient records and due-index keys). 22 is the store's layout
  *     for a 4 KiB, 10-recipient message (envelope, body chunk, 10
- *     recipient records, one range due key; plus the counters, once a
- *     round), so the K = 13 line bounds what the store can reach with 64
- *     submitters per round; 22 was its layout with one due key per
- *     recipient (schema 2).
+ *     recipient records, 10 due keys; plus the counters, once a round),
+ *     so the K = 22 line bounds what the store can reach with 64
+ *     submitters per round; 13 is the layout with one due key per
+ *     submission instead of one per recipient.
  *
  * Keys are big-endian message numbers (plus a big-endian key index), so
  * they sort in insertion order as the store's do. N messages per batched
