@@ -212,12 +212,23 @@ static void
 claim_scan(struct queue *q, uint64_t now, size_t max, struct qscan *s)
 {
 	claim_floor(q);
-	for (unsigned c = 0; c < QK_CLASSES && s->n < max; c++)
-		if (q->due_class[c] && claim_class(q, c, now, max, s) < 0)
+	for (unsigned c = 0; c < QK_CLASSES && s->n < max; c++) {
+		int rc;
+
+		if (!q->due_class[c])
+			continue;
+		rc = claim_class(q, c, now, max, s);
+		/* a class reads records through an rcpt iterator made after its
+		 * due iterator: one left from an earlier class could miss a
+		 * record written since (a deferral: new record, new due key)
+		 * and take the new key for stale, leaving that recipient due
+		 * nowhere */
+		if (s->rit)
+			rocksdb_iter_destroy(s->rit);
+		s->rit = NULL;
+		if (rc < 0)
 			break;
-	if (s->rit)
-		rocksdb_iter_destroy(s->rit);
-	s->rit = NULL;
+	}
 }
 
 int
